@@ -7,7 +7,7 @@ LAB_ARGS ?=
 NB ?= notebooks/*.ipynb
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # Notebook runs must draw inline plots; an inherited MPLBACKEND=Agg would drop them.
-NBENV := env -u MPLBACKEND PYTHONHASHSEED=0
+NBENV := env -u MPLBACKEND PYTHONHASHSEED=0 LESSON_OFFLINE_GUARD=1
 
 .PHONY: lab test unit nbval notebooks notebook bench lint doctor clean-venv
 
@@ -24,7 +24,7 @@ lab: $(STAMP)
 test: unit nbval
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests lesson_utils --doctest-modules -q
+	LESSON_OFFLINE_GUARD=1 $(BIN)/python -m pytest tests lesson_utils --doctest-modules -q
 
 nbval: $(STAMP)
 	$(NBENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \

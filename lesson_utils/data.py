@@ -453,7 +453,8 @@ def load_image_folder(root: str | os.PathLike,
                          "(it does not exist; export one with export_image_folder)")
     if not any(p.is_dir() for p in root.iterdir()):
         raise ValueError(f"root {root} has no class sub-folders (expected root/<class>/*.png)")
-    return datasets.ImageFolder(root, transform=transform or transforms.ToTensor())
+    return datasets.ImageFolder(root, transform=transform or transforms.ToTensor(),
+                                allow_empty=True)
 
 
 def make_loaders(
