@@ -14,7 +14,6 @@ NBENV := env -u MPLBACKEND PYTHONHASHSEED=0 LESSON_OFFLINE_GUARD=1
 # (Re)install only when pyproject.toml is newer than the last install.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
