@@ -64,9 +64,15 @@ def test_crash_mid_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temp file left behind
 
 
-def test_atomic_write_creates_folders(tmp_path):
+def test_atomic_write_creates_folders_with_normal_permissions(tmp_path):
     target = atomic_write_bytes(tmp_path / "a" / "b" / "c.csv", b"x,y\n")
     assert target.read_bytes() == b"x,y\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    target.chmod(0o640)
+    atomic_write_bytes(target, b"z")
+    assert target.stat().st_mode & 0o777 == 0o640
 
 
 class Payload:
@@ -74,6 +80,7 @@ class Payload:
         return (print, ("this should never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
