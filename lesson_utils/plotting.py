@@ -852,7 +852,7 @@ def plot_scaling_times(labels: list[str], startup_s: list[float], train_s: list[
     if not (len(labels) == len(startup_s) == len(train_s)) or not labels:
         raise ValueError(f"labels, startup_s and train_s must be non-empty and of equal length, "
                          f"got {len(labels)}, {len(startup_s)}, {len(train_s)}")
-    ax = new_axes(ax, figsize=(7.0, 0.6 + 0.7 * len(labels)))
+    ax = new_axes(ax, figsize=(7.0, 1.4 + 0.6 * len(labels)))
     y = np.arange(len(labels))
     ax.barh(y, startup_s, color="#bbbbbb", label="start-up: launcher, imports, data")
     ax.barh(y, train_s, left=startup_s, color="#1f77b4", label="training (fit)")
@@ -862,5 +862,6 @@ def plot_scaling_times(labels: list[str], startup_s: list[float], train_s: list[
     ax.invert_yaxis()
     ax.set_xlabel("wall time (s)")
     ax.set_xlim(0, max(s + t for s, t in zip(startup_s, train_s, strict=True)) * 1.2)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2,
+              frameon=False)
     return ax
