@@ -75,7 +75,7 @@ def test_class_counts_and_imbalance():
 def test_long_tailed_counts_profile():
     counts = long_tailed_counts(10, 1000, 100)
     assert counts[0] == 1000 and counts[-1] == 10
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in zip(counts, counts[1:], strict=False))
     ratios = np.array(counts[:-1]) / np.array(counts[1:])
     assert np.allclose(ratios, 100 ** (1 / 9), rtol=0.05)
 
@@ -133,7 +133,7 @@ def test_export_round_trip_through_torchvision_image_folder(tmp_path, make):
     rows = list(csv.DictReader(open(root / "labels.csv")))
     assert len(rows) == len(ds) == len(folder)
     by_path = {str(root / r["id"]): int(r["label"]) for r in rows}
-    for (path, label), (x, y) in zip(folder.samples, folder):
+    for (path, label), (x, _y) in zip(folder.samples, folder, strict=False):
         index = int(path.rsplit("/", 1)[1].split(".")[0])
         assert by_path[path] == label == ds.targets[index]
         assert torch.equal(x, ds[index][0])

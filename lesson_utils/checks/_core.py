@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import torch
 
-__all__ = ["CheckFailed", "passed", "fail", "check_close", "check_equal"]
+__all__ = ["CheckFailed", "passed", "fail", "check_close", "check_equal", "call_for_number"]
 
 
 class CheckFailed(AssertionError):
@@ -96,3 +97,33 @@ def check_equal(what: str, got: Any, expected: Any, *, hint: str | None = None) 
     if ok:
         return passed(what)
     fail(what, hint or f"expected {expected!r}, got {got!r}")
+
+
+def call_for_number(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """Call a student's ``fn`` and return its result as a float, turning every way it can go
+    wrong (not callable, raises, returns None or a non-number) into a hint.
+
+    Example:
+        >>> call_for_number("f1", lambda tp, fp: 2 * tp / (2 * tp + fp), 1, 0)
+        1.0
+        >>> call_for_number("f1", lambda tp, fp: 2 * tp / (2 * tp + fp), 0, 0)
+        Traceback (most recent call last):
+        ...
+        lesson_utils.checks._core.CheckFailed: ❌ f1: calling it on (0, 0) raised ZeroDivisionError: it divided by zero; which case has an empty denominator, and what should it score?
+    """
+    if not callable(fn):
+        fail(what, f"expected a function, got {type(fn).__name__}")
+    shown = kwargs or args
+    try:
+        value = fn(*args, **kwargs)
+    except ZeroDivisionError:
+        fail(what, f"calling it on {shown!r} raised ZeroDivisionError: it divided by zero; "
+                   "which case has an empty denominator, and what should it score?")
+    except Exception as exc:  # report the student's error as a hint, not a traceback
+        fail(what, f"calling it on {shown!r} raised {type(exc).__name__}: {exc}")
+    if value is None:
+        fail(what, "got None: did the function forget to `return` its result?")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        fail(what, f"expected a single number, got {type(value).__name__}")

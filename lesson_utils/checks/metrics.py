@@ -15,29 +15,13 @@ from typing import Any
 import torch
 
 from lesson_utils import metrics as M
-from lesson_utils.checks._core import fail, passed
+from lesson_utils.checks._core import call_for_number, fail, passed
 
 __all__ = ["check_macro_f1_from_confusion", "check_average_precision_at_k",
            "check_best_f1_threshold"]
 
 
-def _call(what: str, fn: Callable[..., Any], *args: Any) -> float:
-    if not callable(fn):
-        fail(what, f"expected a function, got {type(fn).__name__}")
-    try:
-        value = fn(*args)
-    except ZeroDivisionError:
-        fail(what, f"it divided by zero on {args!r}: which case has an empty denominator, and "
-                   f"what should it score?")
-    except Exception as exc:  # report the student's error as a hint, not a traceback
-        fail(what, f"calling it on {args!r} raised {type(exc).__name__}: {exc}")
-    if value is None:
-        fail(what, "got None: did the function forget to `return` its result?")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        fail(what, f"expected a single number, got {type(value).__name__}")
-
+_call = call_for_number
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)

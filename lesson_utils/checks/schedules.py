@@ -13,26 +13,13 @@ from typing import Any
 
 import torch
 
-from lesson_utils.checks._core import fail, passed
+from lesson_utils.checks._core import call_for_number, fail, passed
 from lesson_utils.schedules import build_scheduler, is_per_step, lr_trace
 
 __all__ = ["check_step_decay", "check_warmup_cosine", "check_training_loop"]
 
 
-def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-    if not callable(fn):
-        fail(what, f"expected a function, got {type(fn).__name__}")
-    try:
-        value = fn(*args, **kwargs)
-    except Exception as exc:  # report the student's error as a hint, not a traceback
-        fail(what, f"calling it with {kwargs or args} raised {type(exc).__name__}: {exc}")
-    if value is None:
-        fail(what, "got None: did the function forget to `return` the learning rate?")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        fail(what, f"expected a number, got {type(value).__name__}")
-
+_call = call_for_number
 
 def _compare(what: str, got: list[float], expected: list[float], hint: str) -> None:
     for epoch, (g, e) in enumerate(zip(got, expected, strict=True)):
