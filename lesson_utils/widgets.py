@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__: list[str] = ["widgets_available"]
+__all__: list[str] = ["widgets_available", "widget_figure"]
 
 STATIC_ENV = "LESSON_STATIC_WIDGETS"
 
@@ -38,6 +38,27 @@ def _display(obj: Any) -> None:
     from IPython.display import display
 
     display(obj)
+
+
+def widget_figure(figsize: tuple[float, float], *, interactive: bool) -> Any:
+    """A matplotlib figure for a widget: a pyplot figure when the output is a static image, or
+    one that pyplot does not track when a widget redraws it (so the inline backend does not show
+    it a second time).
+
+    Example:
+        >>> widget_figure((4.0, 3.0), interactive=True).get_size_inches().tolist()
+        [4.0, 3.0]
+    """
+    if not interactive:  # a pyplot figure, which the notebook shows as a static image
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 # Topic sections follow; each lesson appends its widget functions below and extends __all__.
@@ -139,18 +160,7 @@ class SchedulerPlayground:
 
     @staticmethod
     def _new_figure(interactive: bool) -> Any:
-        figsize = (9.5, 5.6)
-        if not interactive:  # a pyplot figure, which the notebook shows as a static image
-            import matplotlib.pyplot as plt
-
-            return plt.figure(figsize=figsize)
-        # Not registered with pyplot: the inline backend must not show it a second time.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=figsize)
-        FigureCanvasAgg(figure)
-        return figure
+        return widget_figure((9.5, 5.6), interactive=interactive)
 
     def _build_widgets(self) -> None:
         import ipywidgets as W
@@ -344,18 +354,7 @@ class ThresholdExplorer:
 
     @staticmethod
     def _new_figure(interactive: bool) -> Any:
-        figsize = (13.0, 4.2)
-        if not interactive:  # a pyplot figure, which the notebook shows as a static image
-            import matplotlib.pyplot as plt
-
-            return plt.figure(figsize=figsize)
-        # Not registered with pyplot: the inline backend must not show it a second time.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=figsize)
-        FigureCanvasAgg(figure)
-        return figure
+        return widget_figure((13.0, 4.2), interactive=interactive)
 
     def _build_widgets(self, threshold: float) -> None:
         import ipywidgets as W
@@ -533,18 +532,7 @@ class FocalGammaExplorer:
 
     @staticmethod
     def _new_figure(interactive: bool) -> Any:
-        figsize = (11.0, 4.0)
-        if not interactive:  # a pyplot figure, which the notebook shows as a static image
-            import matplotlib.pyplot as plt
-
-            return plt.figure(figsize=figsize)
-        # Not registered with pyplot: the inline backend must not show it a second time.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=figsize)
-        FigureCanvasAgg(figure)
-        return figure
+        return widget_figure((11.0, 4.0), interactive=interactive)
 
     def _build_widgets(self, gamma: float) -> None:
         import ipywidgets as W
