@@ -759,6 +759,12 @@ def run(cfg: TrainConfig, ctx: DistributedContext | None = None) -> dict[str, An
             atomic_write_bytes(out / "metrics.json",
                                (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
             print(summary_line(cfg, summary), flush=True)
+        if dist.is_available() and dist.is_initialized():
+            # Leave together: a rank that tears its process group down while another is still
+            # writing can abort at exit inside gloo ("terminate called without an active
+            # exception"; seen once in CI). Only on success: after an error, waiting here would
+            # hang, and torchrun stops the other ranks instead.
+            dist.barrier()
         return summary
     finally:
         if dist.is_available() and dist.is_initialized():
