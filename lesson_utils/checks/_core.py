@@ -8,7 +8,8 @@ from typing import Any, NoReturn
 
 import torch
 
-__all__ = ["CheckFailed", "passed", "fail", "check_close", "check_equal", "call_for_number"]
+__all__ = ["CheckFailed", "passed", "fail", "check_close", "check_equal", "call_student",
+           "call_for_number"]
 
 
 class CheckFailed(AssertionError):
@@ -99,9 +100,37 @@ def check_equal(what: str, got: Any, expected: Any, *, hint: str | None = None) 
     fail(what, hint or f"expected {expected!r}, got {got!r}")
 
 
+def call_student(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a student's ``fn`` (a function or a class) and return what it returns, turning a
+    failure into a hint: not callable, not implemented yet, or an exception.
+
+    Example:
+        >>> call_student("f", lambda x: x + 1, 1)
+        2
+        >>> def todo():
+        ...     raise NotImplementedError()
+        >>> call_student("f", todo)
+        Traceback (most recent call last):
+        ...
+        lesson_utils.checks._core.CheckFailed: ❌ f: not implemented yet: replace `raise NotImplementedError()` with your code
+    """
+    if not callable(fn):
+        fail(what, f"expected a function, got {type(fn).__name__}")
+    shown = kwargs or args
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        fail(what, "not implemented yet: replace `raise NotImplementedError()` with your code")
+    except ZeroDivisionError:
+        fail(what, f"calling it on {shown!r} raised ZeroDivisionError: it divided by zero; "
+                   "which case has an empty denominator, and what should it score?")
+    except Exception as exc:  # report the student's error as a hint, not a traceback
+        fail(what, f"calling it on {shown!r} raised {type(exc).__name__}: {exc}")
+
+
 def call_for_number(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-    """Call a student's ``fn`` and return its result as a float, turning every way it can go
-    wrong (not callable, raises, returns None or a non-number) into a hint.
+    """Call a student's ``fn`` (see ``call_student``) and return its result as a float; None or
+    a non-number becomes a hint too.
 
     Example:
         >>> call_for_number("f1", lambda tp, fp: 2 * tp / (2 * tp + fp), 1, 0)
@@ -111,16 +140,7 @@ def call_for_number(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
         ...
         lesson_utils.checks._core.CheckFailed: ❌ f1: calling it on (0, 0) raised ZeroDivisionError: it divided by zero; which case has an empty denominator, and what should it score?
     """
-    if not callable(fn):
-        fail(what, f"expected a function, got {type(fn).__name__}")
-    shown = kwargs or args
-    try:
-        value = fn(*args, **kwargs)
-    except ZeroDivisionError:
-        fail(what, f"calling it on {shown!r} raised ZeroDivisionError: it divided by zero; "
-                   "which case has an empty denominator, and what should it score?")
-    except Exception as exc:  # report the student's error as a hint, not a traceback
-        fail(what, f"calling it on {shown!r} raised {type(exc).__name__}: {exc}")
+    value = call_student(what, fn, *args, **kwargs)
     if value is None:
         fail(what, "got None: did the function forget to `return` its result?")
     try:

@@ -24,7 +24,7 @@ from lesson_utils.assignments.capstone import (
     capstone_test_labels,
     read_ids,
 )
-from lesson_utils.checks._core import fail, passed
+from lesson_utils.checks._core import call_student, fail, passed
 
 __all__ = ["GRADING_SECRETS", "check_image_csv_dataset", "check_macro_f1",
            "check_predictions_file", "check_hidden_test_f1"]
@@ -61,13 +61,6 @@ def _pixels(image: Any) -> torch.Tensor:
     raise TypeError(f"expected a PIL image, got {type(image).__name__}")
 
 
-def _make(cls: Any, what: str, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return cls(*args, **kwargs)
-    except NotImplementedError:
-        fail(what, "not implemented yet: replace `raise NotImplementedError()` with your code")
-    except Exception as exc:
-        fail(what, f"creating the dataset raised {type(exc).__name__}: {exc}")
 
 
 def _item(ds: Any, index: int, what: str, *, unlabelled: bool = False) -> tuple[Any, Any]:
@@ -124,7 +117,7 @@ def check_image_csv_dataset(dataset_class: Callable[..., Any]) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         ids, labels, unlabelled = _tiny_folder(root)
-        ds = _make(dataset_class, what, root, "labels.csv")
+        ds = call_student(what, dataset_class, root, "labels.csv")
         try:
             n = len(ds)
         except Exception as exc:
@@ -152,7 +145,7 @@ def check_image_csv_dataset(dataset_class: Callable[..., Any]) -> bool:
                            "rows in the file's order")
             if label != labels[i]:
                 fail(what, f"item {i} has label {label}, but CSV row {i} says {labels[i]}")
-        tagged = _make(dataset_class, what, str(root), "labels.csv",
+        tagged = call_student(what, dataset_class, str(root), "labels.csv",
                        transform=lambda im: ("transformed", im.size))
         image, label = _item(tagged, 3, what)
         if image != ("transformed", (16, 16)):

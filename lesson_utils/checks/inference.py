@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesson_utils.checks._core import fail, passed
+from lesson_utils.checks._core import call_student, fail, passed
 
 __all__ = ["check_predict_probs", "check_tta_probs"]
 
@@ -35,13 +35,6 @@ def _images(n: int = 37) -> torch.Tensor:
     return torch.rand(n, 3, 5, 6, generator=torch.Generator().manual_seed(1))
 
 
-def _call(fn: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        fail(what, "not implemented yet: replace `raise NotImplementedError()` with your code")
-    except Exception as exc:
-        fail(what, f"your function raised {type(exc).__name__}: {exc}")
 
 
 def _check_tensor(what: str, value: Any, shape: tuple[int, int]) -> torch.Tensor:
@@ -93,7 +86,7 @@ def check_predict_probs(predict_probs: Callable[..., Any]) -> bool:
     for start_in_train in (True, False):
         model.train(start_in_train)
         stats = _bn_stats(model)
-        got = _check_tensor(what, _call(predict_probs, what, model, X, batch_size=16),
+        got = _check_tensor(what, call_student(what, predict_probs, model, X, batch_size=16),
                             tuple(expected.shape))
         changed = any(not torch.equal(a, b) for a, b in zip(stats, _bn_stats(model),
                                                              strict=True))
@@ -155,7 +148,7 @@ def check_tta_probs(tta_probs: Callable[..., Any]) -> bool:
                 logits.softmax(1) + flipped.softmax(1),
         }
     model.train()
-    got = _check_tensor(what, _call(tta_probs, what, model, X), tuple(expected.shape))
+    got = _check_tensor(what, call_student(what, tta_probs, model, X), tuple(expected.shape))
     if torch.allclose(got, expected, atol=1e-5):
         return passed(what, "correct: mean of the probabilities of the image and its mirror")
     for hint, wrong in mistakes.items():
