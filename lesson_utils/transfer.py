@@ -47,7 +47,9 @@ class TransferSettings:
     """Optimiser settings shared by every case, so the cases differ only in data and strategy.
 
     The defaults were chosen once for all cases (AdamW, the backbone 10x slower than the head)
-    and are not tuned per case.
+    and are not tuned per case. ``run_strategy`` builds AdamW with ``fused=True``: one kernel
+    for the whole update instead of several per parameter, measured 25-35% faster for a linear
+    head's step and ~4% for a whole ``TinyResNet`` step on one CPU thread.
     """
 
     lr: float = 1e-3  # scratch: every parameter
@@ -266,7 +268,7 @@ def run_strategy(
     if strategy == "scratch":
         model: nn.Module = TinyResNet(num_classes)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
-                                      weight_decay=settings.weight_decay)
+                                      weight_decay=settings.weight_decay, fused=True)
     elif strategy == "frozen":
         model = load_course_backbone(num_classes, checkpoint=checkpoint)
         freeze(model.backbone)
@@ -278,7 +280,7 @@ def run_strategy(
             raise ValueError(f"features must match X and X_test: got {len(train_features)} and "
                              f"{len(test_features)} rows for {len(y)} and {len(y_test)} labels")
         optimizer = torch.optim.AdamW(model.head.parameters(), lr=settings.head_lr,
-                                      weight_decay=settings.weight_decay)
+                                      weight_decay=settings.weight_decay, fused=True)
         epochs, curve = train_on_tensors(
             model.head, train_features, y, optimizer=optimizer, num_epochs=num_epochs,
             batch_size=batch_size, seed=seed, X_test=test_features, y_test=y_test,
@@ -288,7 +290,7 @@ def run_strategy(
         model = load_course_backbone(num_classes, checkpoint=checkpoint)
         optimizer = torch.optim.AdamW(
             param_groups(model, backbone_lr=settings.backbone_lr, head_lr=settings.head_lr),
-            weight_decay=settings.weight_decay)
+            weight_decay=settings.weight_decay, fused=True)
     else:
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
     # channels_last (N, H, W, C in memory) makes CPU convolutions about 20% faster here; the
