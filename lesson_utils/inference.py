@@ -9,7 +9,8 @@ augmentation, and a submission CSV that is written atomically.
     probs = logits.softmax(dim=1)
 
 and it puts every submodule back in the mode it found it in, so calling it in the middle of
-training changes nothing.
+training changes nothing. On the CPU it also hands images to the convolutions in channels-last
+layout (the same numbers up to float rounding, and faster; see ``predict``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[torch.Tensor, Any]]:
                         f"{type(data).__name__}")
 
 
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
@@ -139,6 +144,7 @@ def predict(
     device: str | torch.device | None = None,
     batch_size: int = 256,
     tta: Sequence[Transform] | None = None,
+    channels_last: bool | None = None,
 ) -> Predictions:
     """Predict classes for ``data`` in batches, under ``eval()`` and ``inference_mode()``.
 
@@ -156,6 +162,18 @@ def predict(
         tta: test-time augmentation: transforms of an input batch (e.g. ``[hflip]``). The
             probabilities of the original batch and of each transformed copy are averaged
             (``len(tta) + 1`` views).
+        channels_last: feed 4-D image batches in channels-last memory layout (``N, H, W, C``
+            in memory; the tensor's shape is unchanged). oneDNN's CPU convolutions run on that
+            layout natively instead of converting every batch: 1.10-1.53x as fast over 12
+            ``TinyResNet`` sizes (``benchmarks/bench_channels_last.py``); for the smallest model
+            on 16x16 images single runs also measured up to 7% slower, a few milliseconds,
+            within its timing noise. Results equal the default layout's up to float rounding
+            (about 1e-7), not bit for bit. ``None`` (the
+            default) uses it on the CPU for floating-point 4-D inputs to a model containing an
+            ``nn.Conv2d``; if the model then fails on the first batch (e.g. it calls ``.view``,
+            which needs the default layout) the batch is rerun in the default layout, which is
+            kept. ``False`` never uses it (bit for bit a plain ``model(x)`` loop); ``True``
+            always does, with no fallback.
 
     Returns:
         ``Predictions`` (logits, probs, preds, targets) on the CPU.
@@ -172,6 +190,9 @@ def predict(
         raise TypeError(f"batch_size must be an int >= 1, got {type(batch_size).__name__}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
+    if channels_last is not None and not isinstance(channels_last, bool):
+        raise TypeError(f"channels_last must be True, False or None, got "
+                        f"{type(channels_last).__name__}")
     views: list[Transform | None] = [None]
     if tta is not None:
         if callable(tta) or not isinstance(tta, Sequence) or not all(callable(t) for t in tta):
@@ -185,6 +206,22 @@ def predict(
         if _model_device(model) != device:
             model.to(device)
 
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        if len(views) == 1:
+            out = model(inputs)
+            _check_logits(out, inputs.shape[0])
+            return out
+        probs = None
+        for view in views:
+            logits = model(inputs if view is None else view(inputs))
+            _check_logits(logits, inputs.shape[0])
+            p = logits.float().softmax(dim=1)
+            probs = p if probs is None else probs + p
+        return (probs / len(views)).log()
+
+    auto_layout = channels_last is None
+    use_channels_last = bool(channels_last) or (
+        auto_layout and device.type == "cpu" and _has_conv2d(model))
     chunks: list[torch.Tensor] = []
     targets: list[Any] = []
     all_targets = True
@@ -192,17 +229,16 @@ def predict(
         model.eval()
         for inputs, y in _batches(data, int(batch_size)):
             inputs = inputs.to(device, non_blocking=True)
-            if len(views) == 1:
-                out = model(inputs)
-                _check_logits(out, inputs.shape[0])
+            if use_channels_last and inputs.ndim == 4 and inputs.is_floating_point():
+                try:
+                    out = forward(inputs.contiguous(memory_format=torch.channels_last))
+                except (RuntimeError, ValueError):
+                    if not (auto_layout and not chunks):
+                        raise
+                    use_channels_last = False  # e.g. x.view(...): keep the default layout
+                    out = forward(inputs)  # a genuine error is raised from here
             else:
-                probs = None
-                for view in views:
-                    logits = model(inputs if view is None else view(inputs))
-                    _check_logits(logits, inputs.shape[0])
-                    p = logits.float().softmax(dim=1)
-                    probs = p if probs is None else probs + p
-                out = (probs / len(views)).log()
+                out = forward(inputs)
             chunks.append(out)
             if y is None:
                 all_targets = False

@@ -153,6 +153,80 @@ def test_predict_device_and_model_wrappers():
     assert torch.allclose(out.logits, hand_predict(model, X, 20), atol=1e-6)
 
 
+class LayoutProbe(nn.Module):
+    """Records the memory layout of every batch it sees, then applies ``inner``."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.layouts: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_contiguous():
+            self.layouts.append("default")
+        elif x.is_contiguous(memory_format=torch.channels_last):
+            self.layouts.append("channels_last")
+        else:
+            self.layouts.append("other")
+        return self.inner(x)
+
+
+class ViewCNN(nn.Module):
+    """A conv net written the classic way, ``x.view(N, -1)``: that view needs the default layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).view(x.shape[0], -1))
+
+
+def test_predict_uses_channels_last_for_cnns_on_cpu_only_where_it_applies():
+    X, _ = make_images()
+    cnn = LayoutProbe(make_model())
+    predict(cnn, X, batch_size=8)
+    assert cnn.layouts == ["channels_last"] * 3
+    mlp = LayoutProbe(nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 5)))  # no Conv2d
+    predict(mlp, X, batch_size=8)
+    assert mlp.layouts == ["default"] * 3
+    forced = LayoutProbe(nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 5)))
+    predict(forced, X, batch_size=8, channels_last=True)
+    assert forced.layouts == ["channels_last"] * 3
+    off = LayoutProbe(make_model())
+    predict(off, X, batch_size=8, channels_last=False)
+    assert off.layouts == ["default"] * 3
+    vectors = LayoutProbe(nn.Linear(5, 5))  # 2-D inputs are never touched
+    predict(vectors, torch.randn(4, 5), channels_last=True)
+    assert vectors.layouts == ["default"]
+
+
+def test_channels_last_matches_to_float_rounding_and_false_is_bit_exact():
+    from lesson_utils.models import TinyResNet
+
+    torch.manual_seed(0)
+    model = TinyResNet(6).eval()
+    X = torch.rand(64, 3, 16, 16)
+    expected = hand_predict(model, X, 32)
+    assert torch.equal(predict(model, X, batch_size=32, channels_last=False).logits, expected)
+    fast = predict(model, X, batch_size=32)
+    assert torch.allclose(fast.logits, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(fast.preds, expected.argmax(1))
+
+
+def test_channels_last_falls_back_for_models_that_need_the_default_layout():
+    model = ViewCNN()
+    X, _ = make_images()
+    with pytest.raises(RuntimeError, match="view"):  # what .view does with channels-last input
+        predict(model, X, channels_last=True)
+    out = predict(model, X, batch_size=8)  # auto: the first batch is rerun, the default kept
+    assert torch.equal(out.logits, hand_predict(model, X, 8))
+    # a genuine error is still raised, from the default layout
+    with pytest.raises(RuntimeError, match="channels"):
+        predict(make_model(), torch.rand(4, 2, 6, 6))
+
+
 def test_predict_bad_inputs():
     model = make_model()
     X, _ = make_images()
@@ -174,6 +248,8 @@ def test_predict_bad_inputs():
         predict(nn.Flatten(0), X)
     with pytest.raises(TypeError, match="batch"):
         predict(model, [{"x": X}])
+    with pytest.raises(TypeError, match="channels_last"):
+        predict(model, X, channels_last="yes")
 
 
 def test_predictions_from_logits():
