@@ -168,12 +168,11 @@ def predict(
             ``TinyResNet`` sizes (``benchmarks/bench_channels_last.py``); for the smallest model
             on 16x16 images single runs also measured up to 7% slower, a few milliseconds,
             within its timing noise. Results equal the default layout's up to float rounding
-            (about 1e-7), not bit for bit. ``None`` (the
-            default) uses it on the CPU for floating-point 4-D inputs to a model containing an
-            ``nn.Conv2d``; if the model then fails on the first batch (e.g. it calls ``.view``,
-            which needs the default layout) the batch is rerun in the default layout, which is
-            kept. ``False`` never uses it (bit for bit a plain ``model(x)`` loop); ``True``
-            always does, with no fallback.
+            (about 1e-7), not bit for bit. ``None`` (the default) uses it on the CPU for
+            floating-point 4-D inputs to a model containing an ``nn.Conv2d``; if the model then
+            fails on the first batch (e.g. it calls ``.view``, which needs the default layout)
+            the batch is rerun in the default layout, which is kept. ``False`` never uses it
+            (bit for bit a plain ``model(x)`` loop); ``True`` always does, with no fallback.
 
     Returns:
         ``Predictions`` (logits, probs, preds, targets) on the CPU.
