@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import interleaved, write_results  # noqa: E402
 
 from lesson_utils.inference import predict  # noqa: E402
 from lesson_utils.models import TinyResNet  # noqa: E402
@@ -35,18 +35,17 @@ BATCH_SIZES = (64, 256)
 
 
 def speedup(model: torch.nn.Module, X: torch.Tensor, batch_size: int, repeats: int) -> dict:
-    times: dict[bool | None, list[float]] = {None: [], False: []}
-    predict(model, X[:batch_size], batch_size=batch_size)  # warm-up, both layouts
-    predict(model, X[:batch_size], batch_size=batch_size, channels_last=False)
-    for r in range(repeats):
-        for layout in ((None, False) if r % 2 else (False, None)):
-            start = time.process_time()
-            predict(model, X, batch_size=batch_size, channels_last=layout)
-            times[layout].append(time.process_time() - start)
-    ratios = [plain / fast for plain, fast in zip(times[False], times[None], strict=True)]
-    return {"plain_ms": round(1000 * statistics.median(times[False]), 1),
-            "channels_last_ms": round(1000 * statistics.median(times[None]), 1),
-            "speedup": round(statistics.median(ratios), 3)}
+    def run(which: str) -> tuple[float, float]:  # "hand": the plain layout; "library": default
+        layout = False if which == "hand" else None
+        wall, cpu = time.perf_counter(), time.process_time()
+        predict(model, X, batch_size=batch_size, channels_last=layout)
+        return len(X) / (time.perf_counter() - wall), len(X) / (time.process_time() - cpu)
+
+    run("hand"), run("library")  # warm-up: oneDNN builds its kernels for each layout once
+    cpu = interleaved(run, repeats)["cpu"]
+    return {"plain_ms": round(1000 * len(X) / cpu["hand_img_per_s"], 1),
+            "channels_last_ms": round(1000 * len(X) / cpu["library_img_per_s"], 1),
+            "speedup": round(cpu["ratio_median_of_pairs"], 3)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ import argparse
 import copy
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import interleaved  # noqa: E402
 
 from lesson_utils.checkpoints import atomic_write_bytes  # noqa: E402
 from lesson_utils.data import ShapesDataset, tensors_from  # noqa: E402
@@ -97,23 +98,6 @@ def time_predict(which, model, X, batch_size, channels_last=None):
     else:
         predict(model, X, batch_size=batch_size, channels_last=channels_last)
     return len(X) / (time.perf_counter() - wall), len(X) / (time.process_time() - cpu)
-
-
-def interleaved(fn, repeats):
-    """Run fn("hand") and fn("library") ``repeats`` times each, alternating who goes first."""
-    hand, lib = [], []
-    for r in range(repeats):
-        order = ("hand", "library") if r % 2 == 0 else ("library", "hand")
-        for which in order:
-            (hand if which == "hand" else lib).append(fn(which))
-    out = {}
-    for i, clock in enumerate(("wall", "cpu")):
-        h, li = [r[i] for r in hand], [r[i] for r in lib]
-        out[clock] = {
-            "hand_img_per_s": statistics.median(h), "library_img_per_s": statistics.median(li),
-            "ratio_median_of_pairs": statistics.median(b / a for a, b in zip(h, li, strict=True)),
-            "hand_runs": [round(v, 1) for v in h], "library_runs": [round(v, 1) for v in li]}
-    return out
 
 
 def main(argv=None):

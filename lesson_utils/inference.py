@@ -164,10 +164,10 @@ def predict(
             (``len(tta) + 1`` views).
         channels_last: feed 4-D image batches in channels-last memory layout (``N, H, W, C``
             in memory; the tensor's shape is unchanged). oneDNN's CPU convolutions run on that
-            layout natively instead of converting every batch: 1.10-1.53x as fast over 12
-            ``TinyResNet`` sizes (``benchmarks/bench_channels_last.py``); for the smallest model
-            on 16x16 images single runs also measured up to 7% slower, a few milliseconds,
-            within its timing noise. Results equal the default layout's up to float rounding
+            layout natively instead of converting every batch: 1.05-1.53x as fast over 12
+            ``TinyResNet`` sizes in two runs (``benchmarks/bench_channels_last.py``); for the
+            smallest model on 16x16 images single runs also measured up to 7% slower, a few
+            milliseconds, within its timing noise. Results equal the default layout's up to float rounding
             (about 1e-7), not bit for bit. ``None`` (the default) uses it on the CPU for
             floating-point 4-D inputs to a model containing an ``nn.Conv2d``; if the model then
             fails on the first batch (e.g. it calls ``.view``, which needs the default layout)
