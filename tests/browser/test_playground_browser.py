@@ -16,15 +16,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_server import TOKEN, JupyterLab
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +31,6 @@ CHROMIUM = Path(os.environ.get("LESSON_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]
-TOKEN = "lesson-04-browser-test"
 
 # Generous limits: a loaded 2-core machine is several times slower than a quiet one. On a quiet
 # machine the whole test takes about half a minute.
@@ -57,106 +52,12 @@ def _require(condition: bool, why: str) -> None:
     pytest.skip(f"{why}: skipping the real-browser test of the scheduler playground")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _write_settings(settings_dir: Path) -> None:
-    """Lab settings for a quiet, deterministic test: every cell in the DOM (no windowing), no
-    autosave (the copy is thrown away anyway), no news or update notifications."""
-    overrides = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false", "checkForUpdates": False},
-    }
-    for rel, content in overrides.items():
-        path = settings_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content))
-
-
-class JupyterLab:
-    """A JupyterLab server in its own process group, started and stopped by the test."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("MPLBACKEND", "LESSON_STATIC_WIDGETS", "JUPYTER_TOKEN")}
-        dirs = {name: workdir / name for name in ("settings", "workspaces", "runtime", "config",
-                                                 "ipython", "tmp")}
-        for d in dirs.values():
-            d.mkdir()
-        _write_settings(dirs["settings"])
-        env.update(JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
-                   JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
-                   JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-                   JUPYTER_CONFIG_DIR=str(dirs["config"]),
-                   IPYTHONDIR=str(dirs["ipython"]),
-                   TMPDIR=str(dirs["tmp"]),
-                   PYTHONHASHSEED="0")
-        self.log_path = workdir / "jupyterlab.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={self.port}",
-             "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-             f"--IdentityProvider.token={TOKEN}", "--allow-root",
-             f"--ServerApp.root_dir={workdir / 'notebooks'}",
-             "--LabApp.extension_manager=readonly",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-            cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        status_url = f"{self.url}/api/status?token={TOKEN}"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.process.returncode}:\n"
-                                   f"{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(status_url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)  # polling interval of a readiness probe
-        raise TimeoutError(f"JupyterLab not ready after {timeout} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Ask the server to shut down (it stops its kernels), then make sure it is gone."""
-        if self.process.poll() is None:
-            try:
-                request = urllib.request.Request(f"{self.url}/api/shutdown?token={TOKEN}",
-                                                 method="POST")
-                urllib.request.urlopen(request, timeout=5).close()
-            except OSError:
-                pass
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left in the group we created (a kernel that ignored the shutdown).
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.process.poll() is None:
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
+# Test-only Lab settings: every cell in the DOM (no windowing), no autosave (the copy is thrown
+# away). News and update checks are NOT turned off here: the course's shipped settings must do it.
+TEST_SETTINGS = {
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
+    "@jupyterlab/docmanager-extension:plugin": {"autosave": False},
+}
 
 
 NOTEBOOK_READY = """(numCells) => {
@@ -196,7 +97,7 @@ def lab(tmp_path):
             cell["outputs"], cell["execution_count"] = [], None
     nb["metadata"].pop("widgets", None)
     (tmp_path / "notebooks" / NOTEBOOK.name).write_text(json.dumps(nb))
-    server = JupyterLab(tmp_path)
+    server = JupyterLab(tmp_path, settings=TEST_SETTINGS)
     try:
         server.wait_ready(SERVER_START_S)
         yield server
@@ -253,6 +154,9 @@ def _run_all_and_move_slider(page, url: str, num_cells: int,
     after = image.screenshot(timeout=REDRAW_S * 1000)
     timings["slider_to_redraw"] = time.monotonic() - start - timings["open"] - timings["run_all"]
     assert after != before, "the playground image did not change after the slider moved"
+
+    news = page.locator(".jp-toast-message, .Toastify__toast").filter(has_text=re.compile("news", re.I))
+    assert news.count() == 0, "JupyterLab asked about news: the course's Lab settings were not applied"
 
     status = playground.locator(".widget-html").last.inner_text()
     assert "redrawn in" in status and "not drawn" not in status, status
