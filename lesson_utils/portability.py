@@ -64,8 +64,9 @@ CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One way of computing differently: environment variables for the kernel, and code run in
-    the kernel before the notebook's first cell.
+    """One way of computing differently: environment variables, and code that every Python
+    process of the run executes when it starts (the kernel, and what the notebook launches, such
+    as ``torchrun`` workers: the code is installed as a ``sitecustomize`` module for the run).
 
     ``floats_only`` is True when the perturbation only changes the last bits of float results
     (another CPU); then every ``# NBVAL_CHECK_OUTPUT`` cell must keep its stored output. A seed
@@ -149,6 +150,15 @@ _APPLY: dict[str, Callable] = {"<": operator.lt, "<=": operator.le, ">": operato
                                "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}
 
 
+def _literal(node: ast.expr) -> float | None:
+    """The value of a numeric literal (``0.05``, ``-1``, ``1e-12``), else None."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class _ClaimRewriter(ast.NodeTransformer):
     def __init__(self, cell: int) -> None:
         self.cell, self.count = cell, 0
@@ -164,8 +174,10 @@ class _ClaimRewriter(ast.NodeTransformer):
             return test
         args: list[ast.expr] = [ast.Constant(claim_id), ast.Constant(ast.unparse(test))]
         if isinstance(test, ast.Compare):
-            args += [ast.List([test.left, *test.comparators], ast.Load()),
-                     ast.List([ast.Constant(_OPS[type(op)]) for op in test.ops], ast.Load())]
+            operands = [test.left, *test.comparators]
+            args += [ast.List(operands, ast.Load()),
+                     ast.List([ast.Constant(_OPS[type(op)]) for op in test.ops], ast.Load()),
+                     ast.List([ast.Constant(_literal(o)) for o in operands], ast.Load())]
         else:
             args.append(test)
         return ast.Call(ast.Name("__claim__", ast.Load()), args, [])
@@ -215,12 +227,23 @@ def _as_number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _margin(left, op: str, right) -> float | None:
-    """How far ``left op right`` is from flipping, in the units of the compared values."""
+# A comparison with a literal this small is a tolerance (``diff < 1e-12``, ``gap > 1e-6``): its
+# margin is counted in decades (powers of ten), the scale on which such claims live.
+TOLERANCE = 1e-4
+
+
+def _margin(left, op: str, right, literals: tuple = (None, None)) -> tuple[float, str] | None:
+    """How far ``left op right`` is from flipping: in the units of the compared values, or in
+    decades when one side is a tolerance literal (0 < literal <= 1e-4)."""
     a, b = _as_number(left), _as_number(right)
     if a is None or b is None or op not in ("<", "<=", ">", ">="):
         return None
-    return a - b if op in (">", ">=") else b - a
+    if any(lit is not None and 0 < lit <= TOLERANCE for lit in literals):
+        a, b = (math.log10(max(abs(v), 1e-300)) for v in (a, b))
+        unit = "decades"
+    else:
+        unit = "linear"
+    return (a - b if op in (">", ">=") else b - a), unit
 
 
 class ClaimRecorder:
@@ -238,15 +261,20 @@ class ClaimRecorder:
     def __init__(self) -> None:
         self.records: dict[str, dict] = {}
 
-    def __call__(self, claim_id: str, text: str, operands, ops: Sequence[str] | None = None):
+    def __call__(self, claim_id: str, text: str, operands, ops: Sequence[str] | None = None,
+                 literals: Sequence[float | None] | None = None):
+        margin = unit = None
         if ops is None:   # not a comparison: only its truth is known
-            held, margin = bool(operands), None
+            held = bool(operands)
         else:
+            literals = literals or [None] * len(operands)
             pairs = list(zip(operands[:-1], ops, operands[1:], strict=True))
             held = all(_APPLY[op](a, b) for a, op, b in pairs)
-            margins = [_margin(a, op, b) for a, op, b in pairs]
-            margin = None if any(m is None for m in margins) else min(margins)
-        record = self.records.setdefault(claim_id, {"text": text, "held": True, "margin": None})
+            margins = [_margin(a, op, b, literals[i:i + 2]) for i, (a, op, b) in enumerate(pairs)]
+            if margins and all(m is not None for m in margins):
+                margin, unit = min(margins)
+        record = self.records.setdefault(
+            claim_id, {"text": text, "held": True, "margin": None, "unit": unit})
         record["held"] = record["held"] and held
         if margin is not None:
             record["margin"] = margin if record["margin"] is None else min(record["margin"], margin)
@@ -318,9 +346,9 @@ class RunResult:
     errors: list[str] = field(default_factory=list)          # "cell N: Error: message"
 
 
-def _instrumented_copy(nb, perturbation: Perturbation) -> tuple[object, list[int]]:
-    """The notebook with asserts rewritten, a recorder (and the perturbation's code) first, and
-    a last cell that prints the records; returns it and the original index of every cell."""
+def _instrumented_copy(nb) -> tuple[object, list[int]]:
+    """The notebook with asserts rewritten, a recorder first and a last cell that prints the
+    records; returns it and the original index of every cell."""
     import nbformat
 
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))   # a deep copy
@@ -328,7 +356,7 @@ def _instrumented_copy(nb, perturbation: Perturbation) -> tuple[object, list[int
         if cell.cell_type == "code":
             cell.source, _ = instrument_claims(cell.source, index)
     setup = ("from lesson_utils.portability import ClaimRecorder as _ClaimRecorder\n"
-             "__claim__ = _ClaimRecorder()\n" + perturbation.startup)
+             "__claim__ = _ClaimRecorder()\n")
     original = list(range(len(nb.cells)))
     nb.cells = ([nbformat.v4.new_code_cell(setup)] + nb.cells
                 + [nbformat.v4.new_code_cell("print(__claim__.dump())")])
@@ -354,11 +382,16 @@ def run_notebook(path: str | os.PathLike, perturbation: Perturbation, *, timeout
 
     path = Path(path)
     stored = nbformat.read(path, as_version=4)
-    nb, origin = _instrumented_copy(stored, perturbation)
+    nb, origin = _instrumented_copy(stored)
     rules = load_sanitizer() if rules is None else rules
     env = {**os.environ, **dict(perturbation.env)}
     env.pop("MPLBACKEND", None)
     with tempfile.TemporaryDirectory(prefix="portability_") as work:
+        if perturbation.startup:   # every Python process of the run imports sitecustomize first
+            site = Path(work) / "_site"
+            site.mkdir()
+            (site / "sitecustomize.py").write_text(perturbation.startup)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                 resources={"metadata": {"path": work}})
         start = time.perf_counter()
@@ -395,6 +428,7 @@ class ClaimSummary:
     min_margin: float | None
     spread: float | None
     native_margin: float | None
+    unit: str | None = None        # "linear" (the values' own units) or "decades"
 
     @property
     def flagged(self) -> bool:
@@ -435,12 +469,15 @@ def summarize_claims(results: Sequence[RunResult]) -> list[ClaimSummary]:
                 [p for p, c in seen.items() if not c or not c["held"]],
                 min(margins) if margins else None,
                 max(margins) - min(margins) if margins else None,
-                native["margin"] if native else None))
+                native["margin"] if native else None,
+                next((c.get("unit") for c in seen.values() if c and c.get("unit")), None)))
     return summaries
 
 
-def _fmt(value: float | None) -> str:
-    return "exact" if value is None else f"{value:.3g}"
+def _fmt(value: float | None, unit: str | None = None) -> str:
+    if value is None:
+        return "exact"
+    return f"{value:.3g}" + (" dec" if unit == "decades" else "")
 
 
 def format_report(results: Sequence[RunResult]) -> str:
@@ -449,7 +486,9 @@ def format_report(results: Sequence[RunResult]) -> str:
     flagged = [s for s in summaries if s.flagged]
     lines = ["# Fragility report", "",
              f"{len(results)} runs; {len(summaries)} claims, {len(flagged)} flagged "
-             "(failed somewhere, or smallest margin < 2 x spread).", "",
+             "(failed somewhere, or smallest margin < 2 x spread). A margin is how far a claim is "
+             "from flipping, in the compared values' units, or in decades (dec) for a comparison "
+             f"with a tolerance <= {TOLERANCE:g}; 'exact' claims have no margin.", "",
              "| notebook | perturbation | seconds | errors | checked cells changed |", "|---|---|---|---|---|"]
     for r in results:
         changed = ", ".join(map(str, r.changed_cells)) if r.floats_only else "(seed: not compared)"
@@ -461,8 +500,8 @@ def format_report(results: Sequence[RunResult]) -> str:
         text = s.text.replace("|", "\\|")
         text = text if len(text) <= 90 else text[:87] + "..."
         lines.append(f"| {s.notebook} | {s.claim} | `{text}` | {s.runs} | "
-                     f"{', '.join(s.failed_in) or '-'} | {_fmt(s.native_margin)} | "
-                     f"{_fmt(s.min_margin)} | {_fmt(s.spread)} | {'**FLAG**' if s.flagged else ''} |")
+                     f"{', '.join(s.failed_in) or '-'} | {_fmt(s.native_margin, s.unit)} | "
+                     f"{_fmt(s.min_margin, s.unit)} | {_fmt(s.spread, s.unit)} | {'**FLAG**' if s.flagged else ''} |")
     errors = [f"- {r.notebook} under {r.perturbation}: {e}" for r in results for e in r.errors]
     if errors:
         lines += ["", "## Errors", "", *errors]

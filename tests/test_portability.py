@@ -54,7 +54,18 @@ def test_tensors_and_numpy_scalars_give_margins_booleans_do_not():
     records = _run("assert torch.tensor(0.3) < 0.5\nassert torch.equal(t, t)",
                    namespace={"torch": torch, "t": torch.ones(2)}).records
     assert records["cell 7 #1"]["margin"] == pytest.approx(0.2)
-    assert records["cell 7 #2"] == {"text": "torch.equal(t, t)", "held": True, "margin": None}
+    assert records["cell 7 #2"] == {"text": "torch.equal(t, t)", "held": True, "margin": None,
+                                    "unit": None}
+
+
+def test_tolerance_claims_are_measured_in_decades():
+    records = _run("assert 3e-17 < 1e-12\nassert 0.007 > 1e-06\nassert 0.3 < 0.5").records
+    assert records["cell 7 #1"]["unit"] == "decades"
+    assert records["cell 7 #1"]["margin"] == pytest.approx(4.523, abs=1e-3)   # log10(1e-12 / 3e-17)
+    assert records["cell 7 #2"]["margin"] == pytest.approx(3.845, abs=1e-3)   # log10(0.007 / 1e-6)
+    assert records["cell 7 #3"]["unit"] == "linear"
+    zero = _run("assert 0.0 < 1e-12").records["cell 7 #1"]
+    assert zero["held"] and zero["margin"] > 200                               # exactly zero: far
 
 
 def test_a_failing_assert_still_fails_and_is_recorded():
@@ -148,6 +159,12 @@ def tiny_notebook(tmp_path):
                                   "print(os.environ.get('ATEN_CPU_CAPABILITY', 'unset'))"),
         nbformat.v4.new_code_cell("torch.manual_seed(0)\nr = torch.rand(1).item()\n"
                                   "assert r < 2, 'a claim'\nassert r > 0.9"),
+        nbformat.v4.new_code_cell(
+            "import subprocess, sys\n"
+            "code = 'import torch; torch.manual_seed(0); print(torch.initial_seed())'\n"
+            "child = int(subprocess.run([sys.executable, '-c', code], capture_output=True,\n"
+            "                           text=True, check=True).stdout)\n"
+            "assert child < 0.5"),
     ]
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="unset\n")]
     path = tmp_path / "tiny.ipynb"
@@ -162,8 +179,10 @@ def test_run_notebook_under_environment_and_seed_perturbations(tiny_notebook):
     r0 = native.claims["cell 1 #1"]["margin"]
     aten = run_notebook(tiny_notebook, PERTURBATIONS["aten-default"])
     assert aten.changed_cells == [0]                                # its output names the env
+    assert native.claims["cell 2 #1"]["held"]
     shifted = run_notebook(tiny_notebook, seed_perturbation(1))
     assert shifted.claims["cell 1 #1"]["margin"] != r0              # another seed, another draw
+    assert not shifted.claims["cell 2 #1"]["held"]                  # ... in a child process too
     json.dumps(format_report([native, aten, shifted]))
 
 
