@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import lesson_utils.widgets as widgets_module  # noqa: E402
+import lesson_utils.widgets.losses as widgets_module  # noqa: E402
 from lesson_utils.losses import expected_calibration_error, focal_term  # noqa: E402
 from lesson_utils.plotting import (  # noqa: E402
     plot_class_counts,
@@ -115,7 +115,7 @@ def test_static_fallback_prints_table_and_draws_pyplot_figure(capsys, monkeypatc
 def test_interactive_mode_displays_the_ui(monkeypatch):
     shown = []
     monkeypatch.setattr(widgets_module, "widgets_available", lambda: True)
-    monkeypatch.setattr(widgets_module, "_display", shown.append)
+    monkeypatch.setattr(widgets_module, "display", shown.append)
     ex = focal_gamma_widget(1.0)
     assert shown == [ex.ui]
     # not registered with pyplot, so the inline backend does not show it twice

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import lesson_utils.widgets as widgets_module  # noqa: E402
+import lesson_utils.widgets.schedules as widgets_module  # noqa: E402
 from lesson_utils.schedules import (  # noqa: E402
     ScheduleSettings,
     compare_schedules,
@@ -168,7 +168,7 @@ def test_static_mode_draws_the_same_comparison_without_widgets():
 
 def test_interactive_mode_displays_the_ui(monkeypatch):
     shown = []
-    monkeypatch.setattr(widgets_module, "_display", shown.append)
+    monkeypatch.setattr(widgets_module, "display", shown.append)
     pg = scheduler_playground(["step"], ScheduleSettings(num_epochs=20), interactive=True)
     assert shown == [pg.ui]
     assert "lesson-scheduler-playground" in pg.ui._dom_classes
