@@ -65,6 +65,8 @@ __all__ = [
     "mean_reciprocal_rank",
     "ndcg",
     "mean_average_precision",
+    "calibration_bins",
+    "expected_calibration_error",
 ]
 
 Average = Literal["micro", "macro", "weighted"] | None
@@ -949,3 +951,78 @@ def mean_average_precision(scores: Any, relevance: Any, *, k: int | None = None)
     denom = n_relevant.clamp(max=k)
     ap = torch.where(n_relevant > 0, (precision_at_i * hit).sum(dim=1) / denom.clamp_min(1), 0.0)
     return float(ap.mean())
+
+
+def _probs_and_labels(probs: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, K)`` probabilities and ``(N,)`` labels in ``0 .. K-1``."""
+    p = _as_scores(probs, "probs")
+    if p.ndim != 2:
+        raise ValueError(f"probs must be (N, K) class probabilities, got shape {tuple(p.shape)}")
+    y = _as_labels(target, "target")
+    _check_same_length(p, y, "probs", "target")
+    _check_labels_range(y, "target", p.shape[1])
+    return p, y
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibration_bins(probs: Any, target: Any, *,
+                     num_bins: int = 15) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group predictions by confidence (the max probability) into ``num_bins`` equal-width bins.
+
+    Bin ``b`` holds the confidences in ``(b/num_bins, (b+1)/num_bins]`` (bin 0 also holds 0).
+
+    Args:
+        probs: ``(N, K)`` rows of class probabilities (list, NumPy array or tensor).
+        target: ``(N,)`` class indices.
+        num_bins: number of bins, ``>= 1``.
+
+    Returns:
+        ``(confidence, accuracy, count)``, each ``(num_bins,)``: the mean confidence and the
+        accuracy in each bin (0 for empty bins) and the number of predictions in it.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+        >>> conf, acc, count = calibration_bins(probs, torch.tensor([0, 1, 1]), num_bins=2)
+        >>> conf, acc, count
+        (tensor([0.0000, 0.7333]), tensor([0.0000, 0.6667]), tensor([0, 3]))
+    """
+    probs, target = _probs_and_labels(probs, target)
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
+        raise ValueError(f"num_bins must be an int >= 1, got {num_bins!r}")
+    confidence, y_pred = probs.detach().max(dim=1)  # (N,), (N,)
+    correct = (y_pred == target).to(confidence.dtype)  # (N,)
+    # ceil(c * B) - 1 puts c in (b/B, (b+1)/B] into bin b; c = 0 lands in bin 0.
+    bins = (torch.ceil(confidence * num_bins).long() - 1).clamp(0, num_bins - 1)  # (N,)
+    count = torch.bincount(bins, minlength=num_bins)  # (B,)
+    conf_sum = torch.zeros(num_bins, dtype=confidence.dtype).index_add_(0, bins, confidence)
+    acc_sum = torch.zeros(num_bins, dtype=confidence.dtype).index_add_(0, bins, correct)
+    denom = count.clamp_min(1).to(confidence.dtype)
+    return conf_sum / denom, acc_sum / denom, count
+
+
+def expected_calibration_error(probs: Any, target: Any, *, num_bins: int = 15) -> float:
+    """Expected calibration error: ``sum_b (n_b / N) * |accuracy_b - confidence_b|``.
+
+    A model is calibrated when, among the predictions it makes with confidence 0.8, 80% are
+    right. ECE is the gap between confidence and accuracy, averaged over equal-width confidence
+    bins weighted by how many predictions fall in each (Guo et al., "On Calibration of Modern
+    Neural Networks", ICML 2017). 0 is perfect; an over-confident model has a large ECE.
+
+    Args:
+        probs: ``(N, K)`` rows of class probabilities, ``N >= 1``.
+        target: ``(N,)`` class indices.
+        num_bins: number of bins, ``>= 1`` (15 as in Guo et al.).
+
+    Returns:
+        The ECE as a float in ``[0, 1]``.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+        >>> round(expected_calibration_error(probs, torch.tensor([0, 1, 1]), num_bins=2), 4)
+        0.0667
+    """
+    conf, acc, count = calibration_bins(probs, target, num_bins=num_bins)
+    weight = count.to(conf.dtype) / count.sum()
+    return float((weight * (acc - conf).abs()).sum())

@@ -19,9 +19,7 @@ from lesson_utils.losses import (
     FocalLoss,
     LabelSmoothingCrossEntropy,
     SoftF1Loss,
-    calibration_bins,
     class_weights,
-    expected_calibration_error,
     focal_loss,
     focal_term,
     label_smoothing_cross_entropy,
@@ -396,44 +394,6 @@ def test_class_weights_are_ordered_by_rarity():
 
 # ---------------------------------------------------------------------------- calibration
 
-def _ece_reference(probs: np.ndarray, y: np.ndarray, num_bins: int) -> float:
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0, 1, num_bins + 1)
-    ece = 0.0
-    for b in range(num_bins):
-        lo, hi = edges[b], edges[b + 1]
-        in_bin = (conf > lo) & (conf <= hi) if b > 0 else (conf >= lo) & (conf <= hi)
-        if in_bin.any():
-            ece += in_bin.mean() * abs((pred[in_bin] == y[in_bin]).mean() - conf[in_bin].mean())
-    return float(ece)
-
-
-@pytest.mark.parametrize("num_bins", [1, 5, 15])
-@pytest.mark.parametrize("seed", range(3))
-def test_ece_matches_loop_reference(num_bins, seed):
-    logits, target = _batch(seed, n=500, k=4)
-    probs = torch.softmax(logits.detach(), 1)
-    ours = expected_calibration_error(probs, target, num_bins=num_bins)
-    assert ours == pytest.approx(_ece_reference(probs.numpy(), target.numpy(), num_bins), abs=1e-12)
-
-
-def test_ece_perfect_and_overconfident():
-    # Always 100% confident and always right: perfectly calibrated.
-    y = torch.tensor([0, 1, 2, 1])
-    assert expected_calibration_error(F.one_hot(y, 3).float(), y) == 0.0
-    # 100% confident, right half the time: ECE = 0.5.
-    assert expected_calibration_error(F.one_hot(y, 3).float(), torch.tensor([0, 1, 0, 0])) == 0.5
-
-
-def test_calibration_bins_edges():
-    # 0.5 belongs to bin 0 of two bins (its upper edge is included), 0.51 to bin 1.
-    probs = torch.tensor([[0.5, 0.5], [0.51, 0.49]])
-    conf, acc, count = calibration_bins(probs, torch.tensor([0, 1]), num_bins=2)
-    assert count.tolist() == [1, 1]
-    torch.testing.assert_close(conf, torch.tensor([0.5, 0.51]))
-    assert acc.tolist() == [1.0, 0.0]
-
-
 # ---------------------------------------------------------------------------- bad input
 
 def _ok():
@@ -563,16 +523,6 @@ def test_class_weights_errors():
         class_weights([[0, 1]], 2)
     with pytest.raises(TypeError, match="targets must hold integer class indices"):
         class_weights([0.0, 1.0], 2)
-
-
-def test_calibration_errors():
-    probs, target = torch.tensor([[0.7, 0.3]]), torch.tensor([0])
-    with pytest.raises(ValueError, match="num_bins must be an int >= 1, got 0"):
-        expected_calibration_error(probs, target, num_bins=0)
-    with pytest.raises(ValueError, match="at least one prediction"):
-        expected_calibration_error(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
-    with pytest.raises(ValueError, match="same batch size"):
-        calibration_bins(probs, torch.tensor([0, 1]))
 
 
 # ---------------------------------------------------------------------------- self-checks

@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import lesson_utils.widgets.losses as widgets_module  # noqa: E402
-from lesson_utils.losses import expected_calibration_error, focal_term  # noqa: E402
+from lesson_utils.losses import focal_term  # noqa: E402
+from lesson_utils.metrics import expected_calibration_error  # noqa: E402
 from lesson_utils.plotting import (  # noqa: E402
     plot_class_counts,
     plot_confidence_histogram,

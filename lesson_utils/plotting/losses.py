@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-from lesson_utils.losses import calibration_bins, expected_calibration_error, focal_term
+from lesson_utils.losses import focal_term
+from lesson_utils.metrics import calibration_bins, expected_calibration_error
 from lesson_utils.plotting._axes import new_axes, to_numpy
 
 __all__ = ["plot_focal_curves", "plot_focal_downweighting", "plot_class_counts",
@@ -240,7 +241,7 @@ def plot_reliability_diagram(probs: Any, target: Any, *, num_bins: int = 10,
 
     A calibrated model lies on the diagonal; points below it are over-confident. Call it once
     per model on the same axes to compare; the legend shows each model's ECE
-    (``lesson_utils.losses.expected_calibration_error`` with the same bins).
+    (``lesson_utils.metrics.expected_calibration_error`` with the same bins).
 
     Example:
         >>> import matplotlib, torch
