@@ -13,7 +13,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "seed_worker"]
+__all__ = ["seed_everything", "pick_device", "resolve_device", "mps_available", "seed_worker"]
 
 _DEVICE_ENV = "LESSON_DEVICE"
 
@@ -75,7 +75,8 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-def _mps_available() -> bool:
+def mps_available() -> bool:
+    """Whether Apple's MPS device can be used here."""
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
@@ -96,20 +97,49 @@ def pick_device() -> torch.device:
     requested = os.environ.get(_DEVICE_ENV, "").strip()
     if requested:
         try:
-            device = torch.device(requested)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{_DEVICE_ENV} must name a torch device such as 'cpu', 'cuda', 'cuda:0' or "
-                f"'mps', got {requested!r}"
-            ) from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"{_DEVICE_ENV}={requested!r} but CUDA is not available here")
-        if device.type == "mps" and not _mps_available():
-            raise ValueError(f"{_DEVICE_ENV}={requested!r} but MPS is not available here")
-        return device
+            return resolve_device(requested)
+        except ValueError as exc:
+            raise ValueError(f"{_DEVICE_ENV}={requested!r}: {exc}") from None
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if _mps_available():
+    if mps_available():
         return torch.device("mps")
     return torch.device("cpu")
 
+
+
+def resolve_device(device: str | torch.device | None, model: torch.nn.Module | None = None
+                   ) -> torch.device:
+    """The one device rule of ``lesson_utils``: every function that takes ``device`` uses it.
+
+    ``device`` given: that device, checked to exist here. ``device=None``: where ``model``
+    already is (the device of its first parameter or buffer), so nothing moves behind your
+    back; the CPU for a model without tensors or no model. To use the best device available,
+    pass ``pick_device()`` (CUDA, then MPS, then the CPU, or ``LESSON_DEVICE``).
+
+    Example:
+        >>> resolve_device(None, torch.nn.Linear(2, 2))
+        device(type='cpu')
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must name a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps', got 'gpu'
+    """
+    if device is None:
+        tensors = [] if model is None else [*model.parameters(), *model.buffers()]
+        return tensors[0].device if tensors else torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str, a torch.device or None, got "
+                        f"{type(device).__name__} ({device!r})")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must name a torch device such as 'cpu', 'cuda', 'cuda:0' or "
+                         f"'mps', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here")
+    if resolved.type == "mps" and not mps_available():
+        raise ValueError(f"device={device!r} but MPS is not available here")
+    return resolved

@@ -65,5 +65,18 @@ def test_pick_device_env_rejects_unavailable_or_unknown(monkeypatch):
     with pytest.raises(ValueError, match="CUDA is not available"):
         pick_device()
     monkeypatch.setenv("LESSON_DEVICE", "banana")
-    with pytest.raises(ValueError, match="LESSON_DEVICE must name a torch device"):
+    with pytest.raises(ValueError, match="LESSON_DEVICE=.*must name a torch device"):
         pick_device()
+
+
+def test_resolve_device_is_where_the_model_is():
+    from lesson_utils.repro import resolve_device
+
+    model = torch.nn.Linear(2, 2)
+    assert resolve_device(None, model) == torch.device("cpu")
+    assert resolve_device(None, torch.nn.ReLU()) == torch.device("cpu")      # no tensors
+    assert resolve_device(torch.device("cpu"), model) == torch.device("cpu")
+    with pytest.raises(TypeError, match="device must be a str, a torch.device or None, got int"):
+        resolve_device(0)
+    with pytest.raises(ValueError, match="must name a torch device"):
+        resolve_device("gpu")
