@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset
 
-from lesson_utils import training
 from lesson_utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from lesson_utils.training import (
     Callback,
@@ -29,6 +28,8 @@ from lesson_utils.training import (
     fit,
     train_one_epoch,
 )
+from lesson_utils.training import fitting as fit_module
+from lesson_utils.training.loop import _FiniteGuard
 
 # --------------------------------------------------------------------------- helpers
 
@@ -568,7 +569,7 @@ def test_resume_without_restoring_rng_would_differ(tmp_path, monkeypatch):
     full = params_of(run(3))
     torch.manual_seed(0)
     run(1)
-    monkeypatch.setattr(training, "_set_rng_state", lambda state, loaders: None)
+    monkeypatch.setattr(fit_module, "set_rng_state", lambda state, loaders: None)
     assert max_diff(full, params_of(run(3, resume=tmp_path / "last.pt"))) > 1e-6
 
 
@@ -633,7 +634,7 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_checkpoints(tmp_path
 
 def test_lazy_nonfinite_guard_names_the_first_bad_step():
     """The accelerator path (no per-step sync), exercised on CPU tensors."""
-    guard = training._FiniteGuard(torch.device("cpu"), epoch=4)
+    guard = _FiniteGuard(torch.device("cpu"), epoch=4)
     guard.eager = False
     guard.first_bad = torch.full((), -1, dtype=torch.int64)
     for step, v in enumerate([1.0, float("inf"), float("nan"), 2.0], start=1):
