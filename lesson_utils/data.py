@@ -25,9 +25,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from lesson_utils.checkpoints import atomic_write_bytes
+from lesson_utils.validation import check_int
 
 __all__ = [
     "SOURCE_CLASSES",
@@ -39,7 +40,7 @@ __all__ = [
     "load_image_folder",
     "make_loaders",
     "tensors_from",
-    "targets_of",
+    "tensor_loader",
 ]
 
 Family = Literal["source", "target"]
@@ -154,14 +155,6 @@ def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)  # (3, H, W)
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return int(value)
-
-
 def long_tailed_counts(num_classes: int, max_count: int, imbalance_ratio: float) -> list[int]:
     """Per-class counts decaying exponentially from ``max_count`` to ``max_count /
     imbalance_ratio`` (the CIFAR-LT profile): class ``i`` gets
@@ -173,8 +166,8 @@ def long_tailed_counts(num_classes: int, max_count: int, imbalance_ratio: float)
         >>> long_tailed_counts(3, 100, 1)
         [100, 100, 100]
     """
-    num_classes = _check_positive_int("num_classes", num_classes)
-    max_count = _check_positive_int("max_count", max_count)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    max_count = check_int("max_count", max_count, minimum=1)
     if not isinstance(imbalance_ratio, (int, float)) or not imbalance_ratio >= 1:
         raise ValueError(f"imbalance_ratio must be a number >= 1, got {imbalance_ratio!r}")
     if num_classes == 1:
@@ -250,13 +243,13 @@ class ShapesDataset(Dataset):
                 raise ValueError(f"class_counts must be >= 0 with a positive sum, got {counts}")
             self.targets = self._shuffled_labels(counts)
         elif imbalance_ratio is not None:
-            n = _check_positive_int("n", n)
+            n = check_int("n", n, minimum=1)
             profile = long_tailed_counts(self.num_classes, 10**6, imbalance_ratio)
             total = sum(profile)
             counts = [max(1, round(n * c / total)) for c in profile]
             self.targets = self._shuffled_labels(counts)
         else:
-            n = _check_positive_int("n", n)
+            n = check_int("n", n, minimum=1)
             self.targets = [i % self.num_classes for i in range(n)]
 
     def _shuffled_labels(self, counts: list[int]) -> list[int]:
@@ -340,16 +333,16 @@ class DigitsDataset(Dataset):
 
 # --------------------------------------------------------------------------- helpers
 
-def targets_of(dataset: Dataset) -> list[int]:
+def _targets_of(dataset: Dataset) -> list[int]:
     """The labels of ``dataset`` without loading images where possible (``.targets``, a
     ``Subset`` of such a dataset, or a ``TensorDataset``), else by iterating.
 
     Example:
-        >>> targets_of(ShapesDataset(4))
+        >>> _targets_of(ShapesDataset(4))
         [0, 1, 2, 3]
     """
     if isinstance(dataset, Subset):
-        parent = targets_of(dataset.dataset)
+        parent = _targets_of(dataset.dataset)
         return [parent[i] for i in dataset.indices]
     targets = getattr(dataset, "targets", None)
     if targets is not None:
@@ -477,19 +470,19 @@ def make_loaders(
         >>> train, val = make_loaders(ShapesDataset(60), val_fraction=0.2, batch_size=16)
         >>> len(train.dataset), len(val.dataset)
         (48, 12)
-        >>> sorted(targets_of(val.dataset)).count(0)  # stratified: 2 of each of 6 classes
+        >>> sorted(_targets_of(val.dataset)).count(0)  # stratified: 2 of each of 6 classes
         2
     """
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     rng = np.random.default_rng(seed)
     if stratify:
-        targets = np.asarray(targets_of(dataset))
+        targets = np.asarray(_targets_of(dataset))
         train_idx: list[int] = []
         val_idx: list[int] = []
         for label in np.unique(targets):
@@ -520,3 +513,49 @@ def make_loaders(
     train = DataLoader(Subset(dataset, train_idx), shuffle=True, generator=generator, **common)
     val = DataLoader(Subset(dataset, val_idx), shuffle=False, **common)
     return train, val
+
+
+class _BatchIndices(Sampler[torch.Tensor]):
+    """Index tensors of whole batches: each epoch one ``torch.randperm`` from ``generator``
+    (or ``0 .. n-1`` in order), cut into ``batch_size`` slices."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None) -> None:
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __iter__(self):
+        order = (torch.randperm(self.n, generator=self.generator) if self.generator is not None
+                 else torch.arange(self.n))
+        return iter(order.split(self.batch_size))
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+
+def tensor_loader(X: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                  generator: torch.Generator | None = None) -> DataLoader:
+    """A ``DataLoader`` over in-memory tensors that takes whole batches by indexing (``X[idx]``)
+    instead of collating one sample at a time: the same batches, much less Python per step.
+
+    With a ``generator`` the order is shuffled every epoch by one ``torch.randperm(len(y),
+    generator=generator)``: exactly the batches of the hand-written loop
+    ``for idx in torch.randperm(n, generator=g).split(batch_size): X[idx], y[idx]``. Without
+    one, the order is fixed (for evaluation).
+
+    Example:
+        >>> X, y = torch.arange(10.0)[:, None], torch.arange(10)
+        >>> loader = tensor_loader(X, y, batch_size=4, generator=torch.Generator().manual_seed(0))
+        >>> [len(yb) for _, yb in loader], len(loader)
+        ([4, 4, 2], 3)
+        >>> order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+        >>> next(iter(tensor_loader(X, y, batch_size=4, generator=torch.Generator().manual_seed(0))))[1].tolist() == order[:4].tolist()
+        True
+    """
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"X and y must be tensors, got {type(X).__name__} and {type(y).__name__}")
+    if y.ndim != 1 or len(X) != len(y) or len(y) == 0:
+        raise ValueError(f"X and y must be (N, ...) and (N,) with N >= 1, got shapes "
+                         f"{tuple(X.shape)} and {tuple(y.shape)}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    # batch_size=None: the sampler yields whole batches and the dataset is indexed with them.
+    return DataLoader(TensorDataset(X, y), batch_size=None,
+                      sampler=_BatchIndices(len(y), batch_size, generator))

@@ -7,9 +7,7 @@ comes with what to do about it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import platform
 import sys
 from dataclasses import dataclass
@@ -18,8 +16,6 @@ from pathlib import Path
 __all__ = ["Check", "run_checks", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PRETRAINED = REPO_ROOT / "data" / "pretrained" / "tinyresnet_shapes.pt"
-PRETRAINED_CARD = PRETRAINED.with_suffix(".json")
 
 
 @dataclass(frozen=True)
@@ -88,20 +84,28 @@ def _data() -> list[Check]:
         checks.append(Check("digits data", False, f"cannot load: {exc}",
                             "reinstall scikit-learn"))
     checks.append(Check("shapes data", True, "generated on the fly (nothing to download)"))
-    if not PRETRAINED.is_file() or not PRETRAINED_CARD.is_file():
-        checks.append(Check("course backbone", False, f"{PRETRAINED.name} or its card is missing",
-                            "run `python -m lesson_utils.pretrain` (about 5 min on 2 cores)"))
-    else:
-        card = json.loads(PRETRAINED_CARD.read_text())
-        digest = hashlib.sha256(PRETRAINED.read_bytes()).hexdigest()
-        ok = digest == card.get("sha256")
-        checks.append(Check(
-            "course backbone", ok,
-            f"{PRETRAINED.name}: sha256 {'matches' if ok else 'does NOT match'} its card"
-            + (f", val accuracy {card.get('val_accuracy')}" if ok else ""),
-            "" if ok else "run `python -m lesson_utils.pretrain` to rebuild it, or "
-            "`git checkout data/pretrained` to restore the committed file"))
+    checks.append(_course_backbone())
     return checks
+
+
+#: The checkpoint the doctor checks; ``None``: the course's (``pretrained.COURSE_CHECKPOINT``).
+BACKBONE: Path | None = None
+
+
+def _course_backbone() -> Check:
+    try:
+        from lesson_utils.pretrained import COURSE_CHECKPOINT, verify_checkpoint
+
+        path = BACKBONE or COURSE_CHECKPOINT
+        card = verify_checkpoint(path)
+    except ImportError as exc:  # pragma: no cover - a broken install
+        return Check("course backbone", False, f"cannot check: {exc}", "reinstall the course")
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        return Check("course backbone", False, str(exc).split(";")[0],
+                     "run `python -m lesson_utils.pretrain` to rebuild it, or "
+                     "`git checkout data/pretrained` to restore the committed file")
+    return Check("course backbone", True, f"{path.name}: sha256 matches its card, "
+                 f"val accuracy {card.get('val_accuracy')}")
 
 
 def _torch_hub() -> Check:

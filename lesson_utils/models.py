@@ -1,5 +1,6 @@
 """Models for the lessons: a small ResNet split torchvision-style into backbone and head, and
-the tools to inspect, freeze and re-head models.
+the tools to inspect, freeze and re-head models (pretrained weights come from
+``lesson_utils.pretrained``).
 
 ``TinyResNet`` has the anatomy of torchvision's ResNets at a size a laptop CPU trains in
 seconds: ``backbone`` (stem, three residual stages, global average pooling) maps images
@@ -9,8 +10,9 @@ class logits ``(N, num_classes)``. Transfer learning keeps the backbone and repl
 
 from __future__ import annotations
 
+import contextlib
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +24,11 @@ __all__ = [
     "count_parameters",
     "freeze",
     "unfreeze",
-    "is_frozen",
+    "modes_restored",
+    "SUPPORTED_HEADS",
+    "head_of",
+    "replace_head",
+    "param_groups",
 ]
 
 
@@ -223,32 +229,31 @@ def unfreeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def is_frozen(module: nn.Module) -> bool:
-    """True when no parameter of ``module`` requires a gradient.
+@contextlib.contextmanager
+def modes_restored(model: nn.Module) -> Iterator[None]:
+    """Remember every submodule's ``training`` flag and put each one back on exit.
+
+    ``model.train(was_training)`` is not enough: a model can mix modes (a frozen BatchNorm stays
+    in eval while the rest trains), and that mix must survive an evaluation or a prediction.
 
     Example:
-        >>> is_frozen(freeze(nn.Linear(2, 2)))
-        True
+        >>> model = TinyResNet(3)
+        >>> _ = freeze(model.backbone).train()
+        >>> with modes_restored(model):
+        ...     _ = model.eval()
+        >>> model.head.training, model.backbone[1].training
+        (True, False)
     """
-    return all(not p.requires_grad for p in module.parameters())
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
 
 
-# ---- transfer learning (issue 3): re-heading, discriminative LRs, pretrained loaders ----
-import os  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-from urllib.parse import urlparse  # noqa: E402
+# --------------------------------------------------------------------------- heads
 
-__all__ += [
-    "SUPPORTED_HEADS",
-    "WeightsNotCachedError",
-    "head_of",
-    "replace_head",
-    "param_groups",
-    "load_course_backbone",
-    "load_torchvision_model",
-    "describe_weights",
-]
 
 #: Where ``replace_head`` finds the classifier, by model family.
 SUPPORTED_HEADS: dict[str, str] = {
@@ -260,10 +265,6 @@ SUPPORTED_HEADS: dict[str, str] = {
     "vit": "heads.head",
     "swin": "head",
 }
-
-
-class WeightsNotCachedError(FileNotFoundError):
-    """Pretrained weights were asked for, but their file is not in the torch hub cache."""
 
 
 def _supported_heads_text() -> str:
@@ -368,194 +369,3 @@ def param_groups(model: nn.Module, *, backbone_lr: float,
         {"name": "backbone", "params": backbone, "lr": float(backbone_lr)},
         {"name": "head", "params": list(head.parameters()), "lr": float(head_lr)},
     ]
-
-
-def load_course_backbone(num_classes: int, *,
-                         checkpoint: str | os.PathLike | None = None) -> TinyResNet:
-    """The course-pretrained ``TinyResNet`` (Shapes source family) with a fresh head of
-    ``num_classes`` outputs, after checking the file's sha256 against its card.
-
-    Feed it images of ``lesson_utils.pretrain.COURSE_IMAGE_SIZE`` pixels, the size it was
-    pretrained on. The model comes back in train mode with every parameter trainable; call
-    ``freeze(model.backbone)`` for feature extraction.
-
-    Args:
-        num_classes: outputs of the new head.
-        checkpoint: the ``.pt`` file (default: ``data/pretrained/tinyresnet_shapes.pt``); its
-            card is the ``.json`` beside it.
-
-    Raises:
-        FileNotFoundError: the checkpoint or its card is missing.
-        lesson_utils.checkpoints.CheckpointError: the checksum does not match the card, or the
-            file does not fit the current ``TinyResNet``.
-        Both messages name the command that rebuilds the file.
-
-    Example:
-        >>> model = load_course_backbone(4)
-        >>> model.head, model.training
-        (Linear(in_features=64, out_features=4, bias=True), True)
-    """
-    from lesson_utils.pretrain import COURSE_CHECKPOINT, load_source_model
-
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    model = load_source_model(COURSE_CHECKPOINT if checkpoint is None else checkpoint)
-    return replace_head(model, num_classes).train()
-
-
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")  # torch.hub's convention: name-<sha256 prefix>.pth
-
-
-def _classification_models() -> list[str]:
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
-
-
-def _resolve_weights(name: str, weights: Any) -> Any:
-    """The ``WeightsEnum`` member for ``weights`` ("DEFAULT", "IMAGENET1K_V1",
-    "ResNet18_Weights.IMAGENET1K_V1" or the member itself) of model ``name``."""
-    import difflib
-
-    from torchvision.models import get_model_weights
-
-    known = _classification_models()
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str such as 'resnet18', got {type(name).__name__}")
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=5)
-        raise ValueError(f"unknown torchvision classification model {name!r}"
-                         + (f"; did you mean {close}?" if close else "")
-                         + f" torchvision.models.list_models(module=torchvision.models) lists "
-                         f"all {len(known)}.")
-    enum = get_model_weights(name)
-    valid = ["DEFAULT", *(w.name for w in enum)]
-    try:
-        return enum.verify(weights)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"weights for {name} must be None or one of {valid} (or a "
-                         f"{enum.__name__} member), got {weights!r}") from exc
-
-
-def _cache_file(weights: Any) -> Path:
-    import torch.hub
-
-    filename = os.path.basename(urlparse(weights.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
-def describe_weights(name: str, weights: Any = "DEFAULT") -> dict[str, Any]:
-    """What torchvision knows about pretrained ``weights`` of model ``name``, offline: ImageNet
-    accuracy, size, preprocessing, and whether the file is already in the local cache.
-
-    Example:
-        >>> info = describe_weights("resnet18")
-        >>> info["weights"], info["acc@1"], info["params_M"], info["file"]
-        ('ResNet18_Weights.IMAGENET1K_V1', 69.758, 11.7, 'resnet18-f37072fd.pth')
-    """
-    resolved = _resolve_weights(name, weights)
-    if resolved is None:
-        raise ValueError("describe_weights needs weights, got None")
-    meta = resolved.meta
-    metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
-    preprocess = resolved.transforms()
-    return {
-        "model": name,
-        "weights": repr(resolved),
-        "acc@1": metrics.get("acc@1"),
-        "acc@5": metrics.get("acc@5"),
-        "params_M": round(meta["num_params"] / 1e6, 1),
-        "GFLOPS": meta.get("_ops"),
-        "file_MB": meta.get("_file_size"),
-        "num_classes": len(meta["categories"]),
-        "min_size": tuple(meta.get("min_size", ())),
-        "crop_size": list(getattr(preprocess, "crop_size", [])),
-        "resize_size": list(getattr(preprocess, "resize_size", [])),
-        "mean": list(getattr(preprocess, "mean", [])),
-        "std": list(getattr(preprocess, "std", [])),
-        "file": _cache_file(resolved).name,
-        "cached": _cache_file(resolved).is_file(),
-    }
-
-
-def load_torchvision_model(name: str, *, weights: Any = "DEFAULT",
-                           num_classes: int | None = None,
-                           check_hash: bool = True) -> nn.Module:
-    """Build torchvision model ``name`` with the ``weights=`` API, offline-aware.
-
-    With pretrained weights, the file must already be in the torch hub cache
-    (``torch.hub.get_dir()/checkpoints``): then it is checked (the sha256 prefix in its name,
-    and that it loads with ``weights_only=True``) and loaded. If it is not there, no network
-    connection is attempted: ``WeightsNotCachedError`` says which file is needed, where to put
-    it and how to download it. ``weights=None`` builds random weights and always works.
-
-    Args:
-        name: a classification model of ``torchvision.models.list_models()``, e.g. "resnet18".
-        weights: None, "DEFAULT", a weights name ("IMAGENET1K_V1" or
-            "ResNet18_Weights.IMAGENET1K_V1") or a ``WeightsEnum`` member.
-        num_classes: when given, the head has this many outputs (a fresh ``nn.Linear`` for
-            pretrained weights, via ``replace_head``).
-        check_hash: compare the file's sha256 with the prefix in its name, as torch.hub does
-            when it downloads.
-
-    Raises:
-        WeightsNotCachedError: the weights file is not in the cache.
-        lesson_utils.checkpoints.CheckpointError: the cached file is corrupt or unsafe.
-
-    Example:
-        >>> model = load_torchvision_model("resnet18", weights=None, num_classes=3)
-        >>> model.fc.out_features
-        3
-    """
-    import pickle
-
-    from torchvision.models import get_model
-
-    from lesson_utils.checkpoints import CheckpointError
-
-    if num_classes is not None and (isinstance(num_classes, bool)
-                                    or not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes must be None or an int >= 1, got {num_classes!r}")
-    resolved = _resolve_weights(name, weights)
-    if resolved is None:
-        extra = {} if num_classes is None else {"num_classes": num_classes}
-        return get_model(name, weights=None, **extra)
-
-    cached = _cache_file(resolved)
-    if not cached.is_file():
-        size = resolved.meta.get("_file_size")
-        raise WeightsNotCachedError(
-            f"pretrained weights {resolved!r} for {name} are not in the torch hub cache, and "
-            "this function never downloads.\n"
-            f"  needed file: {cached.name}" + (f" ({size:.0f} MB)" if size else "") + "\n"
-            f"  put it in:   {cached.parent}\n"
-            f"  download it: on a machine with internet, run\n"
-            f"      python -c \"import torchvision; torchvision.models.get_model('{name}', "
-            f"weights='{resolved!r}')\"\n"
-            f"    which saves it in that machine's cache, or fetch {resolved.url}\n"
-            f"    then copy the file into the folder above (set TORCH_HOME to move the cache).\n"
-            "  or build the model without pretrained weights: weights=None.")
-    match = _HASH_IN_NAME.search(cached.name)
-    if check_hash and match:
-        from lesson_utils.pretrain import sha256_of
-
-        if not sha256_of(cached).startswith(match.group(1)):
-            raise CheckpointError(
-                f"{cached} is corrupt or incomplete: its sha256 does not start with "
-                f"{match.group(1)!r} as its name says. Delete it and download it again.")
-    try:  # refuse a file that would run code before torchvision opens it
-        torch.load(cached, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line),
-                      "not a PyTorch state dict")
-        raise CheckpointError(
-            f"refused {cached}: torch.load(weights_only=True) cannot read it ({reason}), so it "
-            "holds objects that would run code when unpickled, or it is not a checkpoint at "
-            "all. Delete it and download it again from the official URL.") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"could not read {cached}: corrupt or truncated ({exc}). Delete it "
-                              "and download it again.") from exc
-    model = get_model(name, weights=resolved, progress=False)
-    if num_classes is not None and head_of(model)[1].out_features != num_classes:
-        replace_head(model, num_classes)
-    return model

@@ -14,22 +14,21 @@ momentum and a one-cycle learning rate. It writes two files, atomically:
 * ``tinyresnet_shapes.json``: the *card*: recipe, data (seeds and sizes), epochs, validation
   accuracy, parameter count, torch version, the file's sha256 and the measured wall time.
 
-The lessons load it with ``lesson_utils.models.load_course_backbone``, which checks the sha256
-against the card, and use images of the same size as pretraining (``COURSE_IMAGE_SIZE``).
+The recipe trains with the course's own loop (``lesson_utils.training.fit``). The lessons load
+the result with ``lesson_utils.pretrained.load_course_backbone``, which checks the sha256 against
+the card, and use images of the same size as pretraining (``COURSE_IMAGE_SIZE``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import io
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,37 +36,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesson_utils.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint
-from lesson_utils.data import SOURCE_CLASSES, ShapesDataset, tensors_from
+from lesson_utils.checkpoints import CheckpointError, atomic_write_bytes
+from lesson_utils.data import SOURCE_CLASSES, ShapesDataset, tensor_loader, tensors_from
 from lesson_utils.models import TinyResNet, count_parameters
+from lesson_utils.pretrained import (
+    COURSE_CHECKPOINT,
+    COURSE_IMAGE_SIZE,
+    REBUILD_COMMAND,
+    load_source_model,
+    read_card,
+    sha256_of,
+)
 from lesson_utils.repro import seed_everything
+from lesson_utils.training import evaluate, fit
 
-__all__ = [
-    "COURSE_IMAGE_SIZE",
-    "COURSE_CHECKPOINT",
-    "COURSE_CARD",
-    "REBUILD_COMMAND",
-    "PretrainConfig",
-    "pretrain",
-    "sha256_of",
-    "read_card",
-    "verify_checkpoint",
-    "load_source_model",
-    "source_accuracy",
-    "main",
-]
-
-#: Side length (pixels) of the images the course backbone was pretrained on. Lessons that use the
-#: backbone feed it images of this size: features learnt at one scale transfer best at that scale.
-COURSE_IMAGE_SIZE = 16
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-#: Where the recipe writes the checkpoint and the card by default (``data/pretrained/``).
-COURSE_CHECKPOINT = _REPO_ROOT / "data" / "pretrained" / "tinyresnet_shapes.pt"
-COURSE_CARD = COURSE_CHECKPOINT.with_suffix(".json")
-#: The command that rebuilds the checkpoint; every error about a missing or bad file names it.
-REBUILD_COMMAND = "python -m lesson_utils.pretrain"
-
+__all__ = ["PretrainConfig", "pretrain", "source_accuracy", "main"]
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -102,33 +85,6 @@ class PretrainConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.bin"; _ = p.write_bytes(b"abc")
-        >>> sha256_of(p)[:16]
-        'ba7816bf8f01cfea'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    was_training = model.training
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for i in range(0, len(X), batch_size):
-            correct += int((model(X[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    model.train(was_training)
-    return correct / len(X)
-
-
 def source_accuracy(model: nn.Module, *, n: int = 2000, seed: int = 1,
                     image_size: int = COURSE_IMAGE_SIZE) -> float:
     """Accuracy of a 6-class source-family model on ``n`` Shapes images drawn with ``seed``.
@@ -138,7 +94,7 @@ def source_accuracy(model: nn.Module, *, n: int = 2000, seed: int = 1,
         True
     """
     X, y = tensors_from(ShapesDataset(n, family="source", image_size=image_size, seed=seed))
-    return _accuracy(model, X, y)
+    return evaluate(model, tensor_loader(X, y, batch_size=1000), None)["accuracy"]
 
 
 def pretrain(config: PretrainConfig | None = None, *,
@@ -163,8 +119,6 @@ def pretrain(config: PretrainConfig | None = None, *,
         >>> card["sha256"] == sha256_of(out), card["parameter_count"], card["image_size"]
         (True, 2682, 16)
     """
-    from tqdm.auto import tqdm
-
     config = config or PretrainConfig()
     if not isinstance(config, PretrainConfig):
         raise TypeError(f"config must be a PretrainConfig, got {type(config).__name__}")
@@ -176,34 +130,18 @@ def pretrain(config: PretrainConfig | None = None, *,
     X, y = tensors_from(ShapesDataset(config.train_size, seed=config.train_seed, **data_kwargs))
     X_val, y_val = tensors_from(ShapesDataset(config.val_size, seed=config.val_seed,
                                               **data_kwargs))
-    generator = seed_everything(config.seed)
+    generator = seed_everything(config.seed)  # initialisation, then the shuffling order
     model = TinyResNet(len(SOURCE_CLASSES), widths=config.widths)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.max_lr, momentum=config.momentum,
                                 nesterov=True, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-config.train_size // config.batch_size)  # ceil
+    train_loader = tensor_loader(X, y, batch_size=config.batch_size, generator=generator)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.max_lr, total_steps=config.epochs * steps_per_epoch)
-    history: list[dict[str, float]] = []
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc="pretraining", unit="step",
-               disable=not progress)
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(config.train_size, generator=generator)
-        loss_sum = 0.0
-        for i in range(0, config.train_size, config.batch_size):
-            batch = order[i:i + config.batch_size]
-            loss = nn.functional.cross_entropy(model(X[batch]), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(batch)
-            bar.update(1)
-        val_accuracy = _accuracy(model, X_val, y_val)
-        history.append({"epoch": epoch + 1, "train_loss": round(loss_sum / config.train_size, 4),
-                        "val_accuracy": round(val_accuracy, 4)})
-        bar.set_postfix(epoch=epoch + 1, val_acc=f"{val_accuracy:.3f}")
-    bar.close()
+        optimizer, max_lr=config.max_lr, total_steps=config.epochs * len(train_loader))
+    fitted = fit(model, train_loader, tensor_loader(X_val, y_val, batch_size=1000),
+                 nn.CrossEntropyLoss(), optimizer, num_epochs=config.epochs, scheduler=scheduler,
+                 progress=progress, monitor="val_accuracy")
+    history = [{"epoch": r["epoch"], "train_loss": round(r["train_loss"], 4),
+                "val_accuracy": round(r["val_accuracy"], 4)} for r in fitted]
 
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
@@ -243,88 +181,6 @@ def pretrain(config: PretrainConfig | None = None, *,
     atomic_write_bytes(output.with_suffix(".json"),
                        (json.dumps(card, indent=2) + "\n").encode("utf-8"))
     return card
-
-
-def _rebuild_hint(path: Path) -> str:
-    command = REBUILD_COMMAND
-    if path.resolve() != COURSE_CHECKPOINT:
-        command += f" --output {path}"
-    return f"rebuild it from the repository root with `{command}` (a few minutes on a CPU)"
-
-
-def read_card(checkpoint: str | os.PathLike = COURSE_CHECKPOINT) -> dict[str, Any]:
-    """The JSON card beside ``checkpoint`` (same name, ``.json``).
-
-    Raises:
-        FileNotFoundError: the card is missing (the message names the rebuild command).
-        CheckpointError: the card is not valid JSON or lacks required keys.
-
-    Example:
-        >>> read_card()["image_size"] == COURSE_IMAGE_SIZE
-        True
-    """
-    card_path = Path(checkpoint).with_suffix(".json")
-    if not card_path.is_file():
-        raise FileNotFoundError(f"no card at {card_path} for the course checkpoint; "
-                                f"{_rebuild_hint(card_path)}")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"card {card_path} is not valid JSON ({exc}); "
-                              f"{_rebuild_hint(card_path)}") from exc
-    required = {"sha256", "architecture", "image_size", "val_accuracy"}
-    if not isinstance(card, Mapping) or not required <= set(card):
-        missing = sorted(required - set(card)) if isinstance(card, Mapping) else sorted(required)
-        raise CheckpointError(f"card {card_path} lacks {missing}; {_rebuild_hint(card_path)}")
-    return dict(card)
-
-
-def verify_checkpoint(checkpoint: str | os.PathLike = COURSE_CHECKPOINT) -> dict[str, Any]:
-    """Check that ``checkpoint`` exists and its sha256 matches its card; return the card.
-
-    Raises:
-        FileNotFoundError: the checkpoint or its card is missing.
-        CheckpointError: the file's sha256 differs from the card's (corrupt, truncated, or
-            replaced without rebuilding the card).
-
-    Example:
-        >>> verify_checkpoint()["architecture"]["class"]
-        'TinyResNet'
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"the course checkpoint {path} is missing; {_rebuild_hint(path)}")
-    card = read_card(path)
-    actual = sha256_of(path)
-    if actual != card["sha256"]:
-        raise CheckpointError(
-            f"{path.name} is corrupt or was changed: its sha256 is {actual[:12]}... but its card "
-            f"says {str(card['sha256'])[:12]}...; {_rebuild_hint(path)}")
-    return card
-
-
-def load_source_model(checkpoint: str | os.PathLike = COURSE_CHECKPOINT) -> TinyResNet:
-    """The pretrained model with its source head (6 shape classes), checksum verified, in eval
-    mode. Use ``lesson_utils.models.load_course_backbone`` for a new task.
-
-    Example:
-        >>> model = load_source_model()
-        >>> model.head.out_features, model.training
-        (6, False)
-    """
-    path = Path(checkpoint)
-    card = verify_checkpoint(path)
-    architecture = card["architecture"]
-    if architecture.get("class") != "TinyResNet":
-        raise CheckpointError(f"card says the checkpoint is a {architecture.get('class')!r}, "
-                              "expected 'TinyResNet'")
-    model = TinyResNet.from_config(architecture["config"])
-    try:
-        load_checkpoint(path, model=model)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc}. The architecture in lesson_utils/models.py changed since "
-                              f"the checkpoint was made; {_rebuild_hint(path)}") from exc
-    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:

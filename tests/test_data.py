@@ -10,11 +10,11 @@ from lesson_utils.data import (
     TARGET_CLASSES,
     DigitsDataset,
     ShapesDataset,
+    _targets_of,  # a private helper, tested directly
     export_image_folder,
     load_image_folder,
     long_tailed_counts,
     make_loaders,
-    targets_of,
     tensors_from,
 )
 
@@ -82,8 +82,8 @@ def test_long_tailed_counts_profile():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"family": "animals"}, "family must be one of"),
-    ({"n": 0}, "n must be > 0"),
-    ({"n": -3}, "n must be > 0"),
+    ({"n": 0}, "n must be an int >= 1, got 0"),
+    ({"n": -3}, "n must be an int >= 1, got -3"),
     ({"image_size": 8}, "image_size must be >= 16"),
     ({"class_counts": [1, 2, 3]}, "one count per class"),
     ({"class_counts": [0] * 6}, "positive sum"),
@@ -176,7 +176,7 @@ def test_export_and_load_bad_inputs(tmp_path):
 def test_make_loaders_is_stratified_and_seeded():
     ds = ShapesDataset(family="source", class_counts=[40, 20, 10, 10, 10, 10])
     train, val = make_loaders(ds, val_fraction=0.25, batch_size=8, seed=3)
-    val_counts = np.bincount(targets_of(val.dataset), minlength=6).tolist()
+    val_counts = np.bincount(_targets_of(val.dataset), minlength=6).tolist()
     assert val_counts == [10, 5, 2, 2, 2, 2] or val_counts == [10, 5, 3, 3, 3, 3]
     assert not set(train.dataset.indices) & set(val.dataset.indices)
     assert len(train.dataset) + len(val.dataset) == len(ds)
@@ -203,8 +203,8 @@ def test_make_loaders_unstratified_and_errors():
 def test_targets_of_and_tensors_from():
     ds = ShapesDataset(8, image_size=16)
     sub = torch.utils.data.Subset(ds, [1, 3, 5])
-    assert targets_of(sub) == [1, 3, 5]
+    assert _targets_of(sub) == [1, 3, 5]
     X, y = tensors_from(sub)
     assert X.shape == (3, 3, 16, 16) and y.tolist() == [1, 3, 5]
     td = torch.utils.data.TensorDataset(X, y)
-    assert targets_of(td) == [1, 3, 5]
+    assert _targets_of(td) == [1, 3, 5]

@@ -15,8 +15,7 @@ def test_doctor_prints_versions_device_widgets_and_data():
 
 
 def test_missing_backbone_says_how_to_rebuild(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(doctor, "PRETRAINED", tmp_path / "tinyresnet_shapes.pt")
-    monkeypatch.setattr(doctor, "PRETRAINED_CARD", tmp_path / "tinyresnet_shapes.json")
+    monkeypatch.setattr(doctor, "BACKBONE", tmp_path / "tinyresnet_shapes.pt")
     assert doctor.main() == 1
     out = capsys.readouterr().out
     assert "FIX" in out and "python -m lesson_utils.pretrain" in out
@@ -25,12 +24,11 @@ def test_missing_backbone_says_how_to_rebuild(monkeypatch, tmp_path, capsys):
 def test_corrupt_backbone_is_reported(monkeypatch, tmp_path, capsys):
     weights, card = tmp_path / "w.pt", tmp_path / "w.json"
     weights.write_bytes(b"abc")
-    card.write_text('{"sha256": "0000"}')
-    monkeypatch.setattr(doctor, "PRETRAINED", weights)
-    monkeypatch.setattr(doctor, "PRETRAINED_CARD", card)
+    card.write_text('{"sha256": "0000", "architecture": {}, "image_size": 16, "val_accuracy": 1}')
+    monkeypatch.setattr(doctor, "BACKBONE", weights)
     checks = {c.name: c for c in doctor.run_checks()}
     assert not checks["course backbone"].ok
-    assert "does NOT match" in checks["course backbone"].detail
+    assert "corrupt or was changed" in checks["course backbone"].detail
 
 
 def test_bad_device_override_is_reported(monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lesson_utils.models import TinyResNet, count_parameters, freeze, is_frozen, unfreeze
+from lesson_utils.models import TinyResNet, count_parameters, freeze, unfreeze
 
 
 def test_backbone_head_split_and_shapes():
@@ -90,7 +90,7 @@ def test_freeze_keeps_batchnorm_statistics_while_the_model_trains():
     assert all(torch.equal(buffers[k], after[k]) for k in buffers)
     assert all(torch.equal(weights[k], model.backbone.state_dict()[k]) for k in weights)
     assert model.head.training and not model.backbone[1].training
-    assert is_frozen(model.backbone) and not is_frozen(model.head)
+    assert _is_frozen(model.backbone) and not _is_frozen(model.head)
 
 
 def test_unfreeze_restores_training_behaviour():
@@ -98,7 +98,7 @@ def test_unfreeze_restores_training_behaviour():
     freeze(model)
     model.train()
     unfreeze(model)
-    assert not is_frozen(model)
+    assert not _is_frozen(model)
     assert all(m.training for m in model.modules())
     model.eval()
     assert not any(m.training for m in model.modules())
@@ -121,3 +121,7 @@ def test_freeze_rejects_non_modules():
         freeze(torch.zeros(2))
     with pytest.raises(TypeError):
         unfreeze(None)
+
+
+def _is_frozen(module) -> bool:
+    return count_parameters(module, trainable_only=True) == 0
