@@ -24,9 +24,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, write_results  # noqa: E402
 
-from lesson_utils.models import TinyResNet, load_course_backbone  # noqa: E402
-from lesson_utils.pretrain import COURSE_CHECKPOINT, COURSE_IMAGE_SIZE, read_card  # noqa: E402
-from lesson_utils.transfer import extract_features  # noqa: E402
+from lesson_utils.models import TinyResNet  # noqa: E402
+from lesson_utils.pretrained import (  # noqa: E402
+    COURSE_CHECKPOINT,
+    COURSE_IMAGE_SIZE,
+    load_course_backbone,
+    read_card,
+)
+from lesson_utils.transfer_experiment import extract_features  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_pretrained_transfer.ipynb"

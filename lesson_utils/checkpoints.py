@@ -27,7 +27,6 @@ __all__ = [
     "atomic_write_bytes",
     "save_checkpoint",
     "load_checkpoint",
-    "load_state_dict_checked",
 ]
 
 PathLike = str | os.PathLike
@@ -131,11 +130,11 @@ def save_checkpoint(
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+def _load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """``model.load_state_dict(state_dict)`` with an error that says what does not fit.
 
     Example:
-        >>> load_state_dict_checked(nn.Linear(2, 1), nn.Linear(3, 1).state_dict())
+        >>> _load_state_dict_checked(nn.Linear(2, 1), nn.Linear(3, 1).state_dict())
         Traceback (most recent call last):
         ...
         lesson_utils.checkpoints.CheckpointError: checkpoint does not fit Linear: shape mismatch: weight: checkpoint (1, 3) vs model (1, 2)
@@ -223,7 +222,7 @@ def load_checkpoint(
         checkpoint = {"model": checkpoint, "optimizer": None, "scheduler": None,
                       "epoch": None, "extra": {}, "torch_version": None}
     if model is not None:
-        load_state_dict_checked(model, checkpoint["model"])
+        _load_state_dict_checked(model, checkpoint["model"])
     if optimizer is not None:
         if checkpoint.get("optimizer") is None:
             raise CheckpointError(f"{path.name} has no optimizer state to restore")

@@ -29,7 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lesson_utils.checkpoints import atomic_write_bytes
-from lesson_utils.training import _modes_restored, _unwrap
+from lesson_utils.models import modes_restored
+from lesson_utils.repro import resolve_device
+from lesson_utils.training.distributed import unwrap_model
+from lesson_utils.validation import check_instance, check_int
 
 __all__ = ["Predictions", "hflip", "predict", "write_predictions_csv"]
 
@@ -131,12 +134,6 @@ def _has_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def predict(
     model: nn.Module,
     data: torch.Tensor | Dataset | Iterable,
@@ -156,19 +153,17 @@ def predict(
         data: a tensor ``(N, ...)`` (split into batches of ``batch_size``), a ``Dataset``
             (items ``x`` or ``(x, y)``; batched in order) or a ``DataLoader``/iterable of
             batches. Labels found in the batches are returned as ``targets``.
-        device: where to run; ``None`` keeps the model's device. A different device moves the
-            model there.
+        device: where to run; ``None``: where the model is (``repro.resolve_device``). A
+            different device moves the model there.
         batch_size: batch size for tensors and datasets (a DataLoader keeps its own).
         tta: test-time augmentation: transforms of an input batch (e.g. ``[hflip]``). The
             probabilities of the original batch and of each transformed copy are averaged
             (``len(tta) + 1`` views).
         channels_last: feed 4-D image batches in channels-last memory layout (``N, H, W, C``
             in memory; the tensor's shape is unchanged). oneDNN's CPU convolutions run on that
-            layout natively instead of converting every batch: 1.05-1.53x as fast over 12
-            ``TinyResNet`` sizes in two runs (``benchmarks/bench_channels_last.py``); for the
-            smallest model on 16x16 images single runs also measured up to 7% slower, a few
-            milliseconds, within its timing noise. Results equal the default layout's up to float rounding
-            (about 1e-7), not bit for bit. ``None`` (the default) uses it on the CPU for
+            layout natively instead of converting every batch, which pays off as the images
+            grow (``benchmarks/bench_channels_last.py`` measures it). Results equal the default
+            layout's up to float rounding (about 1e-7), not bit for bit. ``None`` (the default) uses it on the CPU for
             floating-point 4-D inputs to a model containing an ``nn.Conv2d``; if the model then
             fails on the first batch (e.g. it calls ``.view``, which needs the default layout)
             the batch is rerun in the default layout, which is kept. ``False`` never uses it
@@ -183,27 +178,19 @@ def predict(
         >>> tuple(out.probs.shape), out.preds.shape, model.training
         ((10, 3), torch.Size([10]), True)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be an int >= 1, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
-    if channels_last is not None and not isinstance(channels_last, bool):
-        raise TypeError(f"channels_last must be True, False or None, got "
-                        f"{type(channels_last).__name__}")
+    check_instance("model", model, nn.Module, "an nn.Module")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if channels_last is not None:
+        check_instance("channels_last", channels_last, bool, "True, False or None")
     views: list[Transform | None] = [None]
     if tta is not None:
         if callable(tta) or not isinstance(tta, Sequence) or not all(callable(t) for t in tta):
             raise TypeError("tta must be a list of transforms f(batch) -> batch, e.g. [hflip]")
         views += list(tta)
-    model = _unwrap(model)
-    if device is None:
-        device = _model_device(model)
-    else:
-        device = torch.device(device)
-        if _model_device(model) != device:
-            model.to(device)
+    model = unwrap_model(model)
+    device = resolve_device(device, model)
+    if resolve_device(None, model) != device:
+        model.to(device)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         if len(views) == 1:
@@ -224,7 +211,7 @@ def predict(
     chunks: list[torch.Tensor] = []
     targets: list[Any] = []
     all_targets = True
-    with _modes_restored(model), torch.inference_mode():
+    with modes_restored(model), torch.inference_mode():
         model.eval()
         for inputs, y in _batches(data, int(batch_size)):
             inputs = inputs.to(device, non_blocking=True)

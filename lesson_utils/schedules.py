@@ -31,6 +31,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
+from lesson_utils.validation import check_int, check_number
+
 __all__ = [
     "SCHEDULE_NAMES",
     "ScheduleName",
@@ -75,24 +77,6 @@ def _check_name(name: Any) -> str:
     if name not in _CLASSES:
         raise ValueError(f"unknown schedule name {name!r}; valid names are {list(SCHEDULE_NAMES)}")
     return name
-
-
-def _check_int(arg: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{arg} must be an int >= {minimum}, got {type(value).__name__} "
-                        f"({value!r})")
-    if value < minimum:
-        raise ValueError(f"{arg} must be an int >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive_float(arg: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{arg} must be a positive number, got {type(value).__name__} "
-                        f"({value!r})")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{arg} must be a positive finite number, got {value}")
-    return float(value)
 
 
 def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
@@ -164,7 +148,7 @@ def build_scheduler(name: ScheduleName, optimizer: Optimizer, *, warmup_epochs: 
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
                         f"{type(optimizer).__name__}")
-    warmup_epochs = _check_int("warmup_epochs", warmup_epochs, minimum=0)
+    warmup_epochs = check_int("warmup_epochs", warmup_epochs, minimum=0)
     kwargs = {**_DEFAULTS.get(name, {}), **kwargs}
     _check_kwargs(name, kwargs)
     if warmup_epochs == 0:
@@ -177,7 +161,8 @@ def build_scheduler(name: ScheduleName, optimizer: Optimizer, *, warmup_epochs: 
         raise ValueError(f"warmup_epochs must be 0 for {name!r} ({reason}), got {warmup_epochs}")
     if warmup_start_factor is None:
         warmup_start_factor = 1.0 / (warmup_epochs + 1)
-    start = _check_positive_float("warmup_start_factor", warmup_start_factor)
+    start = check_number("warmup_start_factor", warmup_start_factor, minimum=0,
+                         exclusive_minimum=True)
     if start > 1:
         raise ValueError(f"warmup_start_factor must be in (0, 1], got {start}")
     warmup = sched.LinearLR(optimizer, start_factor=start, end_factor=1.0,
@@ -264,9 +249,9 @@ def lr_trace(name: ScheduleName, *, num_epochs: int, base_lr: float = 0.1,
         [1.0, 1.0, 1.0, 1.0, 0.5]
     """
     name = _check_name(name)  # type: ignore[assignment]
-    num_epochs = _check_int("num_epochs", num_epochs, minimum=1)
-    base_lr = _check_positive_float("base_lr", base_lr)
-    steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    num_epochs = check_int("num_epochs", num_epochs, minimum=1)
+    base_lr = check_number("base_lr", base_lr, minimum=0, exclusive_minimum=True)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
     if name == "plateau":
         if metrics is None:
             raise ValueError("'plateau' (ReduceLROnPlateau) reacts to a validation loss: pass "
@@ -332,10 +317,10 @@ def synthetic_val_loss(num_epochs: int, *, start: float = 2.0, floor: float = 0.
         >>> [round(v, 3) for v in synthetic_val_loss(4, noise=0.0, decay_epochs=1.0)]
         [2.0, 0.989, 0.617, 0.48]
     """
-    num_epochs = _check_int("num_epochs", num_epochs, minimum=1)
+    num_epochs = check_int("num_epochs", num_epochs, minimum=1)
     if decay_epochs is None:
         decay_epochs = max(num_epochs / 10, 1.0)
-    decay_epochs = _check_positive_float("decay_epochs", decay_epochs)
+    decay_epochs = check_number("decay_epochs", decay_epochs, minimum=0, exclusive_minimum=True)
     if not (math.isfinite(start) and math.isfinite(floor) and start > floor):
         raise ValueError(f"start must be greater than floor (both finite), got start={start}, "
                          f"floor={floor}")
@@ -369,12 +354,12 @@ class ScheduleSettings:
     def __post_init__(self) -> None:
         for arg, minimum in (("num_epochs", 1), ("step_size", 1), ("T_0", 1),
                              ("warmup_epochs", 0), ("patience", 0)):
-            _check_int(arg, getattr(self, arg), minimum=minimum)
+            check_int(arg, getattr(self, arg), minimum=minimum)
         if self.T_max is not None:
-            _check_int("T_max", self.T_max, minimum=1)
-        _check_positive_float("base_lr", self.base_lr)
+            check_int("T_max", self.T_max, minimum=1)
+        check_number("base_lr", self.base_lr, minimum=0, exclusive_minimum=True)
         for arg in ("gamma", "factor", "pct_start", "threshold"):
-            value = _check_positive_float(arg, getattr(self, arg))
+            value = check_number(arg, getattr(self, arg), minimum=0, exclusive_minimum=True)
             if value >= 1:
                 raise ValueError(f"{arg} must be in (0, 1), got {value}")
         if not (math.isfinite(self.eta_min) and 0 <= self.eta_min):

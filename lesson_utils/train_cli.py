@@ -1,10 +1,10 @@
-"""``python -m lesson_utils.train``: one training script for one process, several processes
+"""``python -m lesson_utils.train_cli``: one training script for one process, several processes
 (``torchrun``, DistributedDataParallel) and a GPU.
 
 Usage::
 
-    python -m lesson_utils.train --config run.toml --set num_epochs=3 --set lr=0.1
-    torchrun --standalone --nproc_per_node=2 -m lesson_utils.train --config run.toml
+    python -m lesson_utils.train_cli --config run.toml --set num_epochs=3 --set lr=0.1
+    torchrun --standalone --nproc_per_node=2 -m lesson_utils.train_cli --config run.toml
 
 The config is a flat TOML or JSON table of ``TrainConfig`` keys; each ``--set key=value`` overrides
 one key (the value is read as JSON when it parses, else as a string: ``--set model=mlp``,
@@ -56,10 +56,25 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from lesson_utils.checkpoints import atomic_write_bytes, load_checkpoint
+from lesson_utils.data import (
+    DigitsDataset,
+    ShapesDataset,
+    load_image_folder,
+    make_loaders,
+    tensors_from,
+)
+from lesson_utils.losses import FocalLoss, LabelSmoothingCrossEntropy
+from lesson_utils.models import TinyResNet, count_parameters
+from lesson_utils.pretrained import load_course_backbone, load_torchvision_model
+from lesson_utils.repro import mps_available, pick_device, seed_everything
+from lesson_utils.schedules import SCHEDULE_NAMES, build_scheduler
+from lesson_utils.training import EarlyStopping, fit
+from lesson_utils.validation import check_int, check_number
+
 __all__ = [
     "ConfigError",
     "DistributedContext",
-    "ShardSampler",
     "TrainConfig",
     "build_model",
     "load_config",
@@ -91,7 +106,7 @@ class TrainConfig:
         >>> TrainConfig(lr=-1)
         Traceback (most recent call last):
         ...
-        lesson_utils.train.ConfigError: config key 'lr' must be a positive finite number, got -1
+        lesson_utils.train_cli.ConfigError: config key 'lr' must be a finite number > 0, got -1
     """
 
     # --- data
@@ -166,10 +181,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _checked(check: Any, key: str, value: Any, **bounds: Any) -> Any:
+    """A ``lesson_utils.validation`` check of a config key, as a ``ConfigError``."""
+    try:
+        return check(f"config key {key!r}", value, **bounds)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _int_at_least(cfg: TrainConfig, key: str, minimum: int) -> None:
-    value = getattr(cfg, key)
-    if not _is_int(value) or value < minimum:
-        _fail(key, f"an int >= {minimum}", value)
+    _checked(check_int, key, getattr(cfg, key), minimum=minimum)
 
 
 def _choice(cfg: TrainConfig, key: str, choices: Sequence[str]) -> None:
@@ -199,20 +220,14 @@ def _validate(cfg: TrainConfig) -> None:
             or not all(_is_int(w) and w >= 1 for w in cfg.widths)):
         _fail("widths", "three positive ints, e.g. [16, 32, 64]", cfg.widths)
     object.__setattr__(cfg, "widths", tuple(cfg.widths))  # frozen: lists from JSON -> tuple
-    for key in ("lr",):
-        value = getattr(cfg, key)
-        if not _is_number(value) or not math.isfinite(value) or value <= 0:
-            _fail(key, "a positive finite number", value)
+    _checked(check_number, "lr", cfg.lr, minimum=0, exclusive_minimum=True)
     for key in ("momentum", "weight_decay", "focal_gamma"):
-        value = getattr(cfg, key)
-        if not _is_number(value) or not math.isfinite(value) or value < 0:
-            _fail(key, "a finite number >= 0", value)
+        _checked(check_number, key, getattr(cfg, key), minimum=0)
     if not _is_number(cfg.label_smoothing) or not 0 <= cfg.label_smoothing < 1:
         _fail("label_smoothing", "a number in [0, 1)", cfg.label_smoothing)
-    if cfg.max_grad_norm is not None and (not _is_number(cfg.max_grad_norm)
-                                          or not math.isfinite(cfg.max_grad_norm)
-                                          or cfg.max_grad_norm <= 0):
-        _fail("max_grad_norm", "a positive number or null", cfg.max_grad_norm)
+    if cfg.max_grad_norm is not None:
+        _checked(check_number, "max_grad_norm", cfg.max_grad_norm, minimum=0,
+                 exclusive_minimum=True)
     if cfg.patience is not None and (not _is_int(cfg.patience) or cfg.patience < 1):
         _fail("patience", "an int >= 1 or null", cfg.patience)
     if not isinstance(cfg.output_dir, str) or not cfg.output_dir:
@@ -244,7 +259,7 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("config key 'device' is 'cuda' but CUDA is not available here; use "
                           "'auto' or 'cpu'")
-    if cfg.device == "mps" and not _mps_available():
+    if cfg.device == "mps" and not mps_available():
         raise ConfigError("config key 'device' is 'mps' but MPS is not available here")
     if cfg.sync_batchnorm and not (cfg.device in ("auto", "cuda") and torch.cuda.is_available()):
         raise ConfigError("config key 'sync_batchnorm' needs CUDA: torch's SyncBatchNorm "
@@ -253,7 +268,6 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 def _validate_scheduler(cfg: TrainConfig) -> None:
-    from lesson_utils.schedules import SCHEDULE_NAMES, build_scheduler
 
     if cfg.scheduler == "none":
         if cfg.scheduler_kwargs or cfg.warmup_epochs:
@@ -302,11 +316,6 @@ def _torchvision_models() -> list[str]:
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
 
 
 # --------------------------------------------------------------------------- reading configs
@@ -362,7 +371,7 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
         >>> config_from_dict({"model": "mlp", "epochs": 3})
         Traceback (most recent call last):
         ...
-        lesson_utils.train.ConfigError: unknown config key 'epochs' (did you mean 'num_epochs'?); valid keys: ...
+        lesson_utils.train_cli.ConfigError: unknown config key 'epochs' (did you mean 'num_epochs'?); valid keys: ...
     """
     for key in values:
         if key not in KEYS:
@@ -438,19 +447,17 @@ class DistributedContext:
         return self.rank == 0
 
 
-def resolve_device(cfg: TrainConfig, ctx: DistributedContext) -> torch.device:
+def device_for(cfg: TrainConfig, ctx: DistributedContext) -> torch.device:
     """The device of this process: one GPU per process under ``torchrun``.
 
     Example:
-        >>> resolve_device(TrainConfig(device="cpu"), DistributedContext())
+        >>> device_for(TrainConfig(device="cpu"), DistributedContext())
         device(type='cpu')
     """
     if cfg.device == "auto":
         if ctx.launched:  # DDP runs on CUDA (nccl) or the CPU (gloo), not on MPS
             kind = "cuda" if torch.cuda.is_available() else "cpu"
         else:
-            from lesson_utils.repro import pick_device
-
             return pick_device()
     else:
         kind = cfg.device
@@ -480,7 +487,7 @@ def _fault_for(ctx: DistributedContext) -> str | None:
 # --------------------------------------------------------------------------- data
 
 
-class ShardSampler(Sampler[int]):
+class _ShardSampler(Sampler[int]):
     """Indices ``rank, rank + world_size, ...`` of a dataset, without padding.
 
     ``DistributedSampler`` pads the last shard with repeated samples so every rank has as many;
@@ -488,7 +495,7 @@ class ShardSampler(Sampler[int]):
     where a repeated sample would count twice in the all-reduced sums.
 
     Example:
-        >>> list(ShardSampler(5, num_replicas=2, rank=1))
+        >>> list(_ShardSampler(5, num_replicas=2, rank=1))
         [1, 3]
     """
 
@@ -536,7 +543,6 @@ class _FailingDataset(Dataset):
 
 
 def _base_dataset(cfg: TrainConfig, path_override: str | None = None) -> Dataset:
-    from lesson_utils.data import DigitsDataset, ShapesDataset, load_image_folder
 
     if path_override is None and cfg.dataset == "shapes":
         return ShapesDataset(cfg.num_samples, image_size=cfg.image_size, seed=cfg.seed)
@@ -556,7 +562,6 @@ def build_loaders(cfg: TrainConfig, ctx: DistributedContext, device: torch.devic
     Every rank builds the same dataset and the same stratified split (``make_loaders`` with the
     run's seed); the samplers then pick this rank's share.
     """
-    from lesson_utils.data import make_loaders, tensors_from
 
     dataset = _base_dataset(cfg, "missing-data-folder" if fault == "data_path" else None)
     classes = list(dataset.classes)  # type: ignore[attr-defined]
@@ -576,7 +581,7 @@ def build_loaders(cfg: TrainConfig, ctx: DistributedContext, device: torch.devic
     # depend on the number of processes, only on how the global batch is cut.
     train_sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                        shuffle=True, seed=cfg.seed, drop_last=False)
-    val_sampler = ShardSampler(len(val_set), num_replicas=ctx.world_size, rank=ctx.rank)
+    val_sampler = _ShardSampler(len(val_set), num_replicas=ctx.world_size, rank=ctx.rank)
     common: dict[str, Any] = {
         "batch_size": cfg.batch_size,
         "num_workers": cfg.num_workers,
@@ -615,16 +620,10 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
             nn.Linear(cfg.hidden, num_classes),  # (N, num_classes)
         )
     elif cfg.model == "tinyresnet":
-        from lesson_utils.models import TinyResNet
-
         model = TinyResNet(num_classes, widths=cfg.widths)
     elif cfg.model == "course_backbone":
-        from lesson_utils.models import load_course_backbone
-
         model = load_course_backbone(num_classes)
     else:
-        from lesson_utils.models import load_torchvision_model
-
         model = load_torchvision_model(cfg.model, weights=None, num_classes=num_classes)
     return model.to(getattr(torch, cfg.dtype))
 
@@ -639,12 +638,8 @@ def build_criterion(cfg: TrainConfig) -> nn.Module:
     if cfg.loss == "cross_entropy":
         return nn.CrossEntropyLoss()
     if cfg.loss == "label_smoothing":
-        from lesson_utils.losses import LabelSmoothingCrossEntropy
-
         return LabelSmoothingCrossEntropy(smoothing=cfg.label_smoothing)
     if cfg.loss == "focal":
-        from lesson_utils.losses import FocalLoss
-
         return FocalLoss(gamma=cfg.focal_gamma)
     raise ConfigError(f"config key 'loss' must be one of {list(LOSSES)}, got {cfg.loss!r}")
 
@@ -671,90 +666,110 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass
+class _Job:
+    """What ``run`` builds on this process before calling ``fit``."""
+
+    net: nn.Module  # the model, wrapped in DistributedDataParallel when launched
+    num_params: int
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+
+
+def _join(ctx: DistributedContext, device: torch.device) -> str | None:
+    """Join the process group when launched by ``torchrun``; return the backend's name."""
+    if not ctx.launched:
+        return None
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, rank=ctx.rank, world_size=ctx.world_size,
+                            device_id=device if device.type == "cuda" else None)
+    return backend
+
+
+def _build_job(cfg: TrainConfig, ctx: DistributedContext, device: torch.device,
+               fault: str | None) -> _Job:
+    # The same seed on every rank: the same split and the same initial weights.
+    seed_everything(cfg.seed, deterministic=cfg.deterministic)
+    train_loader, val_loader, num_classes = build_loaders(cfg, ctx, device, fault)
+    model = build_model(cfg, num_classes).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net: nn.Module = model
+    if ctx.launched:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(cfg, net)
+    scheduler = None
+    if cfg.scheduler != "none":
+        steps = math.ceil(len(train_loader) / cfg.accumulation_steps)
+        scheduler = build_scheduler(cfg.scheduler, optimizer, warmup_epochs=cfg.warmup_epochs,
+                                    **scheduler_arguments(cfg, steps_per_epoch=steps))
+    return _Job(net, count_parameters(model), train_loader, val_loader, optimizer, scheduler)
+
+
+def _summary(cfg: TrainConfig, ctx: DistributedContext, job: _Job, history: Any, *,
+             backend: str | None, device: torch.device, resumed_from: int | None,
+             train_s: float, total_s: float) -> dict[str, Any]:
+    last = history[-1]
+    return {
+        "world_size": ctx.world_size,
+        "backend": backend,
+        "device": device.type,
+        "global_batch_size": cfg.global_batch_size(ctx.world_size),
+        "num_params": job.num_params,
+        "num_train_samples": len(job.train_loader.dataset),  # type: ignore[arg-type]
+        "num_val_samples": len(job.val_loader.dataset),  # type: ignore[arg-type]
+        "epochs_run": len(history) - (resumed_from or 0),
+        "resumed_from_epoch": resumed_from,
+        "train_loss": last["train_loss"],
+        "train_accuracy": last.get("train_accuracy"),
+        "val_loss": last["val_loss"],
+        "val_accuracy": last.get("val_accuracy"),
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "train_s": train_s,
+        "total_s": total_s,
+        "history": history.records,
+        "config": cfg.to_dict(),
+        "torch_version": str(torch.__version__),
+    }
+
+
 def run(cfg: TrainConfig, ctx: DistributedContext | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says on this process; join/leave the process group when launched.
 
     Returns:
         The summary that rank 0 writes to ``metrics.json`` (every rank returns it).
     """
-    from lesson_utils.checkpoints import atomic_write_bytes
-    from lesson_utils.models import count_parameters
-    from lesson_utils.repro import seed_everything
-    from lesson_utils.schedules import build_scheduler
-    from lesson_utils.training import EarlyStopping, fit
-
     started = time.perf_counter()
     ctx = DistributedContext.from_environ() if ctx is None else ctx
-    device = resolve_device(cfg, ctx)
+    device = device_for(cfg, ctx)
     fault = _fault_for(ctx)
-    backend = None
-    if ctx.launched:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend, rank=ctx.rank, world_size=ctx.world_size,
-                                device_id=device if device.type == "cuda" else None)
+    backend = _join(ctx, device)
     try:
-        # The same seed on every rank: the same split and the same initial weights.
-        seed_everything(cfg.seed, deterministic=cfg.deterministic)
-        train_loader, val_loader, num_classes = build_loaders(cfg, ctx, device, fault)
-        model = build_model(cfg, num_classes).to(device)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if cfg.sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        num_params = count_parameters(model)
-        net: nn.Module = model
-        if ctx.launched:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-        optimizer = build_optimizer(cfg, net)
-        scheduler = None
-        if cfg.scheduler != "none":
-            steps = math.ceil(len(train_loader) / cfg.accumulation_steps)
-            scheduler = build_scheduler(cfg.scheduler, optimizer,
-                                        warmup_epochs=cfg.warmup_epochs,
-                                        **scheduler_arguments(cfg, steps_per_epoch=steps))
+        job = _build_job(cfg, ctx, device, fault)
         out = Path(cfg.output_dir)
         resume = out / "last.pt" if cfg.resume and (out / "last.pt").is_file() else None
-        resumed_from = None
-        if resume is not None:
-            from lesson_utils.checkpoints import load_checkpoint
-
-            resumed_from = load_checkpoint(resume, map_location="cpu")["epoch"]
+        resumed_from = load_checkpoint(resume, map_location="cpu")["epoch"] if resume else None
         fit_started = time.perf_counter()
         history = fit(
-            net, train_loader, val_loader, build_criterion(cfg).to(device), optimizer,
-            num_epochs=cfg.num_epochs, scheduler=scheduler, device=device,
+            job.net, job.train_loader, job.val_loader, build_criterion(cfg).to(device),
+            job.optimizer, num_epochs=cfg.num_epochs, scheduler=job.scheduler, device=device,
             accumulation_steps=cfg.accumulation_steps, max_grad_norm=cfg.max_grad_norm,
             amp=cfg.amp,
             early_stopping=EarlyStopping(patience=cfg.patience) if cfg.patience else None,
             checkpoint_dir=out if ctx.is_main else None,  # rank 0 alone writes files
             resume=resume, progress=cfg.progress and ctx.is_main)
-        train_s = time.perf_counter() - fit_started
-        last = history[-1]
-        summary: dict[str, Any] = {
-            "world_size": ctx.world_size,
-            "backend": backend,
-            "device": device.type,
-            "global_batch_size": cfg.global_batch_size(ctx.world_size),
-            "num_params": num_params,
-            "num_train_samples": len(train_loader.dataset),  # type: ignore[arg-type]
-            "num_val_samples": len(val_loader.dataset),  # type: ignore[arg-type]
-            "epochs_run": len(history) - (resumed_from or 0),
-            "resumed_from_epoch": resumed_from,
-            "train_loss": last["train_loss"],
-            "train_accuracy": last.get("train_accuracy"),
-            "val_loss": last["val_loss"],
-            "val_accuracy": last.get("val_accuracy"),
-            "best_epoch": history.best_epoch,
-            "stopped_early": history.stopped_early,
-            "train_s": train_s,
-            "total_s": time.perf_counter() - started,
-            "history": history.records,
-            "config": cfg.to_dict(),
-            "torch_version": str(torch.__version__),
-        }
+        summary = _summary(cfg, ctx, job, history, backend=backend, device=device,
+                           resumed_from=resumed_from,
+                           train_s=time.perf_counter() - fit_started,
+                           total_s=time.perf_counter() - started)
         if ctx.is_main:
             atomic_write_bytes(out / "metrics.json",
                                (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
@@ -762,8 +777,8 @@ def run(cfg: TrainConfig, ctx: DistributedContext | None = None) -> dict[str, An
         if dist.is_available() and dist.is_initialized():
             # Leave together: a rank that tears its process group down while another is still
             # writing can abort at exit inside gloo ("terminate called without an active
-            # exception"; seen once in CI). Only on success: after an error, waiting here would
-            # hang, and torchrun stops the other ranks instead.
+            # exception"). Only on success: after an error, waiting here would hang, and
+            # torchrun stops the other ranks instead.
             dist.barrier()
         return summary
     finally:
@@ -799,9 +814,9 @@ def summary_line(cfg: TrainConfig, summary: Mapping[str, Any]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lesson_utils.train",
+        prog="python -m lesson_utils.train_cli",
         description="Train a model from a config; runs unchanged under torchrun (DDP).",
-        epilog="Keys and defaults: python -m lesson_utils.train --print-config")
+        epilog="Keys and defaults: python -m lesson_utils.train_cli --print-config")
     parser.add_argument("--config", help="a .toml or .json file of config keys")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key (JSON value or bare string); repeatable")
@@ -828,10 +843,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         cfg = load_config(args.config, args.set)
         ctx = DistributedContext.from_environ()
-        resolve_device(cfg, ctx)  # device errors, too, before any process group
+        device_for(cfg, ctx)  # device errors, too, before any process group
         _fault_for(ctx)
     except ConfigError as exc:
-        print(f"lesson_utils.train: bad config: {exc}", file=sys.stderr, flush=True)
+        print(f"lesson_utils.train_cli: bad config: {exc}", file=sys.stderr, flush=True)
         return 2
     if args.print_config:
         if ctx.is_main:

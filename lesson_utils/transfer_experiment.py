@@ -1,4 +1,8 @@
-"""Transfer-learning experiments on in-memory tensors: the three strategies of lesson 02.
+"""Lesson 02's experiment: the three transfer strategies trained and measured on in-memory tensors.
+
+(The transfer-learning tools themselves, ``freeze``, ``replace_head``, ``param_groups``, live in
+``lesson_utils.models``; the pretrained weights in ``lesson_utils.pretrained``.)
+
 
 * ``"scratch"``: a randomly initialised ``TinyResNet``, every parameter trained.
 * ``"frozen"`` (feature extraction): the course-pretrained backbone is frozen; only a new linear
@@ -8,9 +12,10 @@
 * ``"finetune"``: the pretrained backbone and a new head are both trained, the backbone with a
   smaller learning rate (``lesson_utils.models.param_groups``).
 
-Everything runs on tensors in memory (``lesson_utils.data.tensors_from``): at the lesson's image
-size a CPU trains thousands of images per second this way, so each case is measured over several
-seeds within the notebook's time budget.
+Everything runs on tensors in memory (``lesson_utils.data.tensor_loader``) through the course's
+one training loop (``lesson_utils.training.fit``): at the lesson's image size a CPU trains
+thousands of images per second this way, so each case is measured over several seeds within the
+notebook's time budget.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lesson_utils.models import TinyResNet, freeze, load_course_backbone, param_groups
+from lesson_utils.data import tensor_loader
+from lesson_utils.models import TinyResNet, freeze, modes_restored, param_groups
+from lesson_utils.pretrained import load_course_backbone
+from lesson_utils.training import evaluate, fit
+from lesson_utils.validation import check_int
 
 __all__ = [
     "STRATEGIES",
@@ -32,7 +41,6 @@ __all__ = [
     "TransferResult",
     "per_class_subset",
     "extract_features",
-    "accuracy_of",
     "train_on_tensors",
     "run_strategy",
     "summarize",
@@ -48,8 +56,7 @@ class TransferSettings:
 
     The defaults were chosen once for all cases (AdamW, the backbone 10x slower than the head)
     and are not tuned per case. ``run_strategy`` builds AdamW with ``fused=True``: one kernel
-    for the whole update instead of several per parameter, measured 25-35% faster for a linear
-    head's step and ~4% for a whole ``TinyResNet`` step on one CPU thread.
+    for the whole update instead of several per parameter (``benchmarks/bench_transfer.py``).
     """
 
     lr: float = 1e-3  # scratch: every parameter
@@ -67,12 +74,6 @@ class TransferResult:
     epochs: list[int] = field(default_factory=list)  # epochs at which the curve was measured
     curve: list[float] = field(default_factory=list)  # test accuracy at those epochs
     seconds: float = 0.0  # wall time of the run
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 def _check_xy(X: torch.Tensor, y: torch.Tensor, what: str = "X, y") -> None:
@@ -99,7 +100,7 @@ def per_class_subset(y: torch.Tensor, per_class: int, *, seed: int) -> torch.Ten
         >>> len(idx), y[idx].bincount().tolist()
         (4, [2, 2])
     """
-    per_class = _check_positive_int("per_class", per_class)
+    per_class = check_int("per_class", per_class, minimum=1)
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype != torch.long:
         raise TypeError("y must be a 1-D tensor of int64 labels")
     generator = torch.Generator().manual_seed(seed)
@@ -125,38 +126,10 @@ def extract_features(backbone: nn.Module, X: torch.Tensor, *,
         >>> extract_features(model.backbone, torch.zeros(5, 3, 16, 16)).shape
         torch.Size([5, 64])
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat([backbone(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
-    finally:
-        backbone.train(was_training)
-
-
-def accuracy_of(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
-                batch_size: int = 1024) -> float:
-    """Fraction of ``X`` that ``model`` (in eval mode, without gradients) classifies as ``y``;
-    the model's mode is restored.
-
-    Example:
-        >>> layer = nn.Linear(2, 2)
-        >>> with torch.no_grad(): _ = layer.weight.copy_(torch.eye(2)); _ = layer.bias.zero_()
-        >>> accuracy_of(layer, torch.tensor([[1., 0.], [0., 1.]]), torch.tensor([0, 0]))
-        0.5
-    """
-    _check_xy(X, y)
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(X), batch_size):
-                correct += int((model(X[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(y)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    with modes_restored(backbone), torch.no_grad():
+        backbone.eval()
+        return torch.cat([backbone(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
 def train_on_tensors(
@@ -175,8 +148,9 @@ def train_on_tensors(
     """Train ``model`` with cross-entropy on in-memory ``X, y``; measure test accuracy along
     the way.
 
-    A plain loop (lesson 06 builds the full one): shuffle with a generator seeded by ``seed``,
-    then ``zero_grad``, forward, ``backward``, ``step`` per mini-batch.
+    The course's loop (``lesson_utils.training.fit``) over ``tensor_loader(X, y)``, shuffled by a
+    generator seeded with ``seed``: per mini-batch ``zero_grad``, forward, ``backward``,
+    ``step``. The learning curve is measured by a callback after the chosen epochs.
 
     Returns:
         ``(epochs, accuracies)``: test accuracy after every ``eval_every`` epochs and after the
@@ -194,26 +168,24 @@ def train_on_tensors(
         ([2, 4], True)
     """
     _check_xy(X, y)
-    num_epochs = _check_positive_int("num_epochs", num_epochs)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    eval_every = _check_positive_int("eval_every", eval_every)
+    num_epochs = check_int("num_epochs", num_epochs, minimum=1)
+    eval_every = check_int("eval_every", eval_every, minimum=1)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
-    generator = torch.Generator().manual_seed(seed)
     epochs: list[int] = []
     accuracies: list[float] = []
-    for epoch in range(1, num_epochs + 1):
-        model.train()
-        order = torch.randperm(len(y), generator=generator)
-        for i in range(0, len(y), batch_size):
-            batch = order[i:i + batch_size]
-            loss = nn.functional.cross_entropy(model(X[batch]), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+
+    def learning_curve(record: dict[str, Any], history: Any) -> None:
+        epoch = record["epoch"]
         if X_test is not None and (epoch % eval_every == 0 or epoch == num_epochs):
             epochs.append(epoch)
-            accuracies.append(accuracy_of(model, X_test, y_test))
+            test = tensor_loader(X_test, y_test, batch_size=1024)
+            accuracies.append(evaluate(model, test, None)["accuracy"])
+
+    train = tensor_loader(X, y, batch_size=batch_size,
+                          generator=torch.Generator().manual_seed(seed))
+    fit(model, train, None, nn.CrossEntropyLoss(), optimizer, num_epochs=num_epochs,
+        progress=False, callbacks=[learning_curve])
     return epochs, accuracies
 
 
@@ -293,7 +265,7 @@ def run_strategy(
             weight_decay=settings.weight_decay, fused=True)
     else:
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
-    # channels_last (N, H, W, C in memory) makes CPU convolutions about 20% faster here; the
+    # channels_last (N, H, W, C in memory) is the layout oneDNN's CPU convolutions work in; the
     # numbers are the same up to float rounding.
     model = model.to(memory_format=torch.channels_last)
     X = X.contiguous(memory_format=torch.channels_last)

@@ -604,7 +604,7 @@ def test_capstone_keeps_a_complete_folder_and_replaces_a_partial_one(tmp_path):
 
 
 def test_the_course_backbone_takes_the_capstone_images(capstone_root):
-    from lesson_utils.models import load_course_backbone
+    from lesson_utils.pretrained import load_course_backbone
 
     model = load_course_backbone(len(capstone.CLASSES)).eval()
     x = torch.zeros(2, 3, capstone.IMAGE_SIZE, capstone.IMAGE_SIZE)

@@ -284,8 +284,8 @@ def test_metrics_refused_for_other_schedules():
 @pytest.mark.parametrize("kwargs, match", [
     ({"num_epochs": 0}, "num_epochs must be an int >= 1, got 0"),
     ({"num_epochs": 2.0}, "num_epochs must be an int"),
-    ({"num_epochs": 3, "base_lr": 0.0}, "base_lr must be a positive finite number, got 0.0"),
-    ({"num_epochs": 3, "base_lr": float("inf")}, "base_lr must be a positive finite"),
+    ({"num_epochs": 3, "base_lr": 0.0}, "base_lr must be a finite number > 0, got 0.0"),
+    ({"num_epochs": 3, "base_lr": float("inf")}, "base_lr must be a finite number > 0"),
     ({"num_epochs": 3, "steps_per_epoch": 0}, "steps_per_epoch must be an int >= 1"),
 ])
 def test_lr_trace_rejects_bad_numbers(kwargs, match):
@@ -360,7 +360,7 @@ def test_settings_kwargs_for():
     ({"gamma": 1.5}, r"gamma must be in \(0, 1\)"),
     ({"T_max": 0}, "T_max must be an int >= 1"),
     ({"eta_min": -1.0}, "eta_min must be >= 0"),
-    ({"base_lr": -0.1}, "base_lr must be a positive"),
+    ({"base_lr": -0.1}, "base_lr must be a finite number > 0"),
 ])
 def test_settings_validation(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -1,4 +1,4 @@
-"""Tests for ``python -m lesson_utils.train``: config validation, the sharding that makes
+"""Tests for ``python -m lesson_utils.train_cli``: config validation, the sharding that makes
 2 processes x batch b equal 1 process x batch 2b, and real ``torchrun`` runs on the CPU (gloo):
 equal weights, files written by rank 0 only, a failing rank that stops the run instead of
 hanging it, and bad configs refused before any process group starts."""
@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from lesson_utils import train
+from lesson_utils import train_cli as train
 from lesson_utils.checkpoints import load_checkpoint
-from lesson_utils.train import (
+from lesson_utils.train_cli import (
     ConfigError,
     DistributedContext,
-    ShardSampler,
     TrainConfig,
+    _ShardSampler,  # private, tested directly
     config_from_dict,
     load_config,
 )
@@ -70,7 +70,7 @@ def _launch(args: list[str], cwd: Path, env: dict[str, str],
 def _torchrun(nproc: int) -> list[str]:
     launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [sys.executable, "-m",
                                                           "torch.distributed.run"]
-    return [*launcher, "--standalone", f"--nproc_per_node={nproc}", "-m", "lesson_utils.train"]
+    return [*launcher, "--standalone", f"--nproc_per_node={nproc}", "-m", "lesson_utils.train_cli"]
 
 
 def _sets(items: list[str]) -> list[str]:
@@ -232,7 +232,7 @@ def test_bad_launcher_variables(env, match):
 
 @pytest.mark.parametrize("length, world", [(10, 2), (7, 3), (2, 2), (5, 1)])
 def test_shard_sampler_covers_each_index_once(length, world):
-    shards = [list(ShardSampler(length, num_replicas=world, rank=r)) for r in range(world)]
+    shards = [list(_ShardSampler(length, num_replicas=world, rank=r)) for r in range(world)]
     assert sorted(i for s in shards for i in s) == list(range(length))
 
 
@@ -344,7 +344,7 @@ def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path):
     two = _launch([*_torchrun(2), *_sets([*TINY, "batch_size=16", "output_dir=two"])],
                   tmp_path, env)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = _launch([sys.executable, "-m", "lesson_utils.train",
+    one = _launch([sys.executable, "-m", "lesson_utils.train_cli",
                    *_sets([*TINY, "batch_size=32", "output_dir=one"])], tmp_path, _env())
     assert one.returncode == 0, one.stderr[-3000:]
 
@@ -391,7 +391,7 @@ def test_a_bad_config_fails_before_the_process_group(tmp_path):
     process group before validating, it would wait for rank 1 until the timeout."""
     env = _env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                MASTER_PORT="29581")
-    result = _launch([sys.executable, "-m", "lesson_utils.train", "--set", "epochs=2"],
+    result = _launch([sys.executable, "-m", "lesson_utils.train_cli", "--set", "epochs=2"],
                      tmp_path, env, timeout=60)
     assert result.returncode == 2
     assert "unknown config key 'epochs' (did you mean 'num_epochs'?)" in result.stderr

@@ -21,33 +21,29 @@ from lesson_utils.checks import transfer as checks
 from lesson_utils.models import (
     SUPPORTED_HEADS,
     TinyResNet,
-    WeightsNotCachedError,
     count_parameters,
-    describe_weights,
     freeze,
     head_of,
-    is_frozen,
-    load_course_backbone,
-    load_torchvision_model,
     param_groups,
     replace_head,
     unfreeze,
 )
-from lesson_utils.pretrain import (
+from lesson_utils.pretrain import PretrainConfig, main, pretrain, source_accuracy
+from lesson_utils.pretrained import (
     COURSE_CARD,
     COURSE_CHECKPOINT,
     COURSE_IMAGE_SIZE,
     REBUILD_COMMAND,
-    PretrainConfig,
+    WeightsNotCachedError,
+    describe_weights,
+    load_course_backbone,
     load_source_model,
-    main,
-    pretrain,
+    load_torchvision_model,
     read_card,
     sha256_of,
-    source_accuracy,
     verify_checkpoint,
 )
-from lesson_utils.transfer import (
+from lesson_utils.transfer_experiment import (
     TransferSettings,
     extract_features,
     per_class_subset,
@@ -99,7 +95,7 @@ def test_replaced_head_trains_after_freeze():
     model = freeze(torchvision.models.resnet18())
     replace_head(model, 4)
     assert count_parameters(model, trainable_only=True) == 512 * 4 + 4
-    assert is_frozen(model.layer4) and not is_frozen(model.fc)
+    assert _is_frozen(model.layer4) and not _is_frozen(model.fc)
 
 
 def test_replace_head_keeps_dtype():
@@ -322,7 +318,7 @@ def test_committed_checkpoint_fits_the_current_architecture_and_reaches_its_accu
 def test_load_course_backbone_has_the_pretrained_backbone_and_a_fresh_head():
     torch.manual_seed(0)
     model = load_course_backbone(4)
-    assert model.head.out_features == 4 and model.training and not is_frozen(model)
+    assert model.head.out_features == 4 and model.training and not _is_frozen(model)
     state = torch.load(COURSE_CHECKPOINT, weights_only=True)
     for name, value in model.backbone.state_dict().items():
         assert torch.equal(value, state[f"backbone.{name}"])
@@ -396,6 +392,59 @@ def test_recipe_writes_both_files_atomically_and_is_seeded(tmp_path):
     assert model.widths == (4, 8, 8) and model.head.out_features == 2
     assert len(first["history"]) == 2 and first["parameter_count"] == count_parameters(
         TinyResNet(6, widths=(4, 8, 8)))
+
+
+def _hand_written_recipe(config: PretrainConfig) -> dict[str, torch.Tensor]:
+    """The recipe as a plain loop (what pretrain() was before it used fit)."""
+    from lesson_utils.data import SOURCE_CLASSES, ShapesDataset, tensors_from
+    from lesson_utils.repro import seed_everything
+
+    X, y = tensors_from(ShapesDataset(config.train_size, family="source",
+                                      image_size=config.image_size, seed=config.train_seed))
+    generator = seed_everything(config.seed)
+    model = TinyResNet(len(SOURCE_CLASSES), widths=config.widths)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.max_lr, momentum=config.momentum,
+                                nesterov=True, weight_decay=config.weight_decay)
+    steps = -(-config.train_size // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.max_lr,
+                                                    total_steps=config.epochs * steps)
+    for _ in range(config.epochs):
+        model.train()
+        for batch in torch.randperm(config.train_size, generator=generator).split(
+                config.batch_size):
+            loss = nn.functional.cross_entropy(model(X[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    return model.state_dict()
+
+
+def test_recipe_through_fit_equals_the_hand_written_loop_bit_for_bit(tmp_path):
+    """One loop: pretrain() runs fit over tensor_loader, and gets exactly the weights of the
+    plain loop (the committed checkpoint's numbers did not move when the recipe switched)."""
+    pretrain(TINY, output=tmp_path / "m.pt", progress=False)
+    ours = torch.load(tmp_path / "m.pt", weights_only=True)
+    reference = _hand_written_recipe(TINY)
+    assert all(torch.equal(ours[k], reference[k]) for k in reference)
+
+
+def test_train_on_tensors_equals_the_hand_written_loop_bit_for_bit():
+    X, y = torch.randn(50, 6), torch.arange(50) % 3
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(nn.Linear(6, 3))
+    opts = [torch.optim.AdamW(m.parameters(), lr=0.01) for m in models]
+    train_on_tensors(models[0], X, y, optimizer=opts[0], num_epochs=3, batch_size=8, seed=4)
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        for batch in torch.randperm(50, generator=generator).split(8):
+            loss = nn.functional.cross_entropy(models[1](X[batch]), y[batch])
+            opts[1].zero_grad()
+            loss.backward()
+            opts[1].step()
+    assert torch.equal(models[0].weight, models[1].weight)
 
 
 def test_recipe_seed_changes_the_weights(tmp_path):
@@ -608,7 +657,8 @@ def test_check_finetune_optimizer():
 # ----------------------------------------------------------------------------- plots
 
 def test_plot_transfer_bars_groups_bars_and_marks_variants():
-    from lesson_utils.plotting import STRATEGY_COLORS, plot_transfer_bars
+    from lesson_utils.plotting import plot_transfer_bars
+    from lesson_utils.plotting.transfer import _STRATEGY_COLORS
 
     rows = [{"case": c, "strategy": s, "mean": m, "std": 0.01}
             for c in ("a", "b") for s, m in (("frozen", 0.5), ("frozen x10", 0.6))]
@@ -618,7 +668,7 @@ def test_plot_transfer_bars_groups_bars_and_marks_variants():
     assert frozen.get_hatch() is None and variant.get_hatch() == "//"
     assert frozen.get_facecolor()[:3] == variant.get_facecolor()[:3]  # same colour, hatched
     import matplotlib.colors as mcolors
-    assert mcolors.to_hex(frozen.get_facecolor()) == mcolors.to_hex(STRATEGY_COLORS["frozen"])
+    assert mcolors.to_hex(frozen.get_facecolor()) == mcolors.to_hex(_STRATEGY_COLORS["frozen"])
     with pytest.raises(ValueError, match="'mean'"):
         plot_transfer_bars([{"case": "a", "strategy": "s"}])
     with pytest.raises(ValueError, match="empty"):
@@ -634,3 +684,7 @@ def test_plot_transfer_curves_mean_and_band():
     assert ax.get_title() == "t" and len(ax.collections) == 1  # the ±std band
     with pytest.raises(ValueError, match="3 epochs"):
         plot_transfer_curves({"scratch": ([1, 2, 3], [[0.1, 0.2]])})
+
+
+def _is_frozen(module) -> bool:
+    return count_parameters(module, trainable_only=True) == 0

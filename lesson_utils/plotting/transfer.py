@@ -10,10 +10,10 @@ from matplotlib.axes import Axes
 
 from lesson_utils.plotting._axes import new_axes, to_numpy
 
-__all__ = ["STRATEGY_COLORS", "plot_transfer_bars", "plot_transfer_curves"]
+__all__ = ["plot_transfer_bars", "plot_transfer_curves"]
 
 #: One colour per transfer strategy, the same in every plot of lesson 02.
-STRATEGY_COLORS: dict[str, str] = {"scratch": "tab:gray", "frozen": "tab:blue",
+_STRATEGY_COLORS: dict[str, str] = {"scratch": "tab:gray", "frozen": "tab:blue",
                                    "finetune": "tab:orange"}
 
 
@@ -26,7 +26,7 @@ def plot_transfer_bars(summary: Sequence[Mapping[str, Any]], *,
 
     Args:
         summary: rows with ``group_key``, ``bar_key``, ``"mean"`` and ``"std"`` (as from
-            ``lesson_utils.transfer.summarize``).
+            ``lesson_utils.transfer_experiment.summarize``).
         ax: axes to draw on; a new figure when ``None``.
         chance: optional chance level per group, drawn as a short dashed line.
 
@@ -62,9 +62,9 @@ def plot_transfer_bars(summary: Sequence[Mapping[str, Any]], *,
                 stds.append(match[0]["std"])
         # A variant such as "frozen x10" takes its strategy's colour, hatched.
         base = str(bar).split()[0] if str(bar).split() else str(bar)
-        variant = str(bar) not in STRATEGY_COLORS and base in STRATEGY_COLORS
+        variant = str(bar) not in _STRATEGY_COLORS and base in _STRATEGY_COLORS
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=str(bar),
-               color=STRATEGY_COLORS.get(str(bar), STRATEGY_COLORS.get(base)),
+               color=_STRATEGY_COLORS.get(str(bar), _STRATEGY_COLORS.get(base)),
                hatch="//" if variant else None, alpha=0.6 if variant else 1.0)
     if chance:
         for i, group in enumerate(groups):
@@ -109,7 +109,7 @@ def plot_transfer_curves(curves: Mapping[str, tuple[Any, Any]], *,
             raise ValueError(f"{strategy}: {len(x)} epochs but accuracies of shape "
                              f"{values.shape}")
         mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else 0
-        color = STRATEGY_COLORS.get(strategy)
+        color = _STRATEGY_COLORS.get(strategy)
         ax.plot(x, mean, marker="o", markersize=3, label=strategy, color=color)
         ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=color)
     if chance is not None:
