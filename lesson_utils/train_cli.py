@@ -741,6 +741,33 @@ def _summary(cfg: TrainConfig, ctx: DistributedContext, job: _Job, history: Any,
     }
 
 
+def _train_here(cfg: TrainConfig, ctx: DistributedContext, device: torch.device,
+                backend: str | None, started: float) -> dict[str, Any]:
+    """Build, train, summarise. Everything that holds the process group (the DDP model, its
+    optimizer) lives in this frame, so it is freed when this returns, before the group is
+    destroyed: freed afterwards, gloo's threads can abort the process at exit."""
+    job = _build_job(cfg, ctx, device, _fault_for(ctx))
+    out = Path(cfg.output_dir)
+    resume = out / "last.pt" if cfg.resume and (out / "last.pt").is_file() else None
+    resumed_from = load_checkpoint(resume, map_location="cpu")["epoch"] if resume else None
+    fit_started = time.perf_counter()
+    history = fit(
+        job.net, job.train_loader, job.val_loader, build_criterion(cfg).to(device),
+        job.optimizer, num_epochs=cfg.num_epochs, scheduler=job.scheduler, device=device,
+        accumulation_steps=cfg.accumulation_steps, max_grad_norm=cfg.max_grad_norm, amp=cfg.amp,
+        early_stopping=EarlyStopping(patience=cfg.patience) if cfg.patience else None,
+        checkpoint_dir=out if ctx.is_main else None,  # rank 0 alone writes files
+        resume=resume, progress=cfg.progress and ctx.is_main)
+    summary = _summary(cfg, ctx, job, history, backend=backend, device=device,
+                       resumed_from=resumed_from, train_s=time.perf_counter() - fit_started,
+                       total_s=time.perf_counter() - started)
+    if ctx.is_main:
+        atomic_write_bytes(out / "metrics.json",
+                           (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+        print(summary_line(cfg, summary), flush=True)
+    return summary
+
+
 def run(cfg: TrainConfig, ctx: DistributedContext | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says on this process; join/leave the process group when launched.
 
@@ -750,30 +777,10 @@ def run(cfg: TrainConfig, ctx: DistributedContext | None = None) -> dict[str, An
     started = time.perf_counter()
     ctx = DistributedContext.from_environ() if ctx is None else ctx
     device = device_for(cfg, ctx)
-    fault = _fault_for(ctx)
+    _fault_for(ctx)  # a bad fault spec fails before the process group forms
     backend = _join(ctx, device)
     try:
-        job = _build_job(cfg, ctx, device, fault)
-        out = Path(cfg.output_dir)
-        resume = out / "last.pt" if cfg.resume and (out / "last.pt").is_file() else None
-        resumed_from = load_checkpoint(resume, map_location="cpu")["epoch"] if resume else None
-        fit_started = time.perf_counter()
-        history = fit(
-            job.net, job.train_loader, job.val_loader, build_criterion(cfg).to(device),
-            job.optimizer, num_epochs=cfg.num_epochs, scheduler=job.scheduler, device=device,
-            accumulation_steps=cfg.accumulation_steps, max_grad_norm=cfg.max_grad_norm,
-            amp=cfg.amp,
-            early_stopping=EarlyStopping(patience=cfg.patience) if cfg.patience else None,
-            checkpoint_dir=out if ctx.is_main else None,  # rank 0 alone writes files
-            resume=resume, progress=cfg.progress and ctx.is_main)
-        summary = _summary(cfg, ctx, job, history, backend=backend, device=device,
-                           resumed_from=resumed_from,
-                           train_s=time.perf_counter() - fit_started,
-                           total_s=time.perf_counter() - started)
-        if ctx.is_main:
-            atomic_write_bytes(out / "metrics.json",
-                               (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
-            print(summary_line(cfg, summary), flush=True)
+        summary = _train_here(cfg, ctx, device, backend, started)
         if dist.is_available() and dist.is_initialized():
             # Leave together: a rank that tears its process group down while another is still
             # writing can abort at exit inside gloo ("terminate called without an active
