@@ -366,6 +366,16 @@ def build_grading_notebook(submission: Any, plan: GradingPlan, markers: dict[str
     Returns:
         ``(notebook, {grade_id: cell index}, notes)``; notes say which grade cells were missing
         (and put back) or duplicated (and dropped).
+
+    Example:
+        >>> plan = GradingPlan("x.ipynb", (GradeCell("g", 1, "assert True", False, ()),), ("g",),
+        ...                    None)
+        >>> meta = {"nbgrader": {"grade": True, "grade_id": "g"}}
+        >>> edited = nbformat.v4.new_code_cell("print('trust me')", metadata=meta)
+        >>> nb, index, notes = build_grading_notebook(nbformat.v4.new_notebook(cells=[edited]),
+        ...                                           plan, {"g": "MARK"}, "[base]")
+        >>> index, notes, "trust me" in nb.cells[1].source, "MARK" in nb.cells[1].source
+        ({'g': 1}, [], False, True)
     """
     cells, position_of, notes = _placed_cells(submission, plan)
     for grade in plan.cells:
@@ -641,6 +651,12 @@ def grade_notebook(submission_path: str | os.PathLike | None, plan: GradingPlan,
 
     Returns:
         A ``NotebookGrade``; it never raises for anything the submission contains.
+
+    Example:
+        >>> plan = grading_plan("notebooks/01_models.ipynb")
+        >>> grade = grade_notebook(None, plan)
+        >>> grade.points, grade.status, grade.reason
+        (0, 'error', 'no 01_models.ipynb submitted')
     """
     started = time.monotonic()
     if submission_path is None:
@@ -721,6 +737,17 @@ def find_submissions(folder: str | os.PathLike, names: Sequence[str],
 
     Returns:
         ``[(student, {notebook name: path or None}, notes)]`` sorted by student.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "alice.ipynb").write_text("{}")
+        >>> (folder / "bob").mkdir()
+        >>> _ = (folder / "bob" / "my copy.ipynb").write_text("{}")
+        >>> for student, files, notes in find_submissions(folder, ["08.ipynb"]):
+        ...     print(student, files["08.ipynb"].name, notes)
+        alice alice.ipynb []
+        bob my copy.ipynb ['graded my copy.ipynb as 08.ipynb']
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -889,6 +916,15 @@ def grade_submissions(
         ValueError: bad ``source``, ``submissions`` or ``timeout``.
         RuntimeError: ``isolate=True`` on a machine that cannot isolate (the message says what
             is missing and the fallbacks).
+
+    Example:
+        >>> import tempfile
+        >>> grade_submissions(tempfile.mkdtemp(), source="notebooks/01_models.ipynb")
+        []
+        >>> grade_submissions(tempfile.mkdtemp(), source="notebooks/01_models.ipynb", timeout=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: timeout must be > 0 seconds, got 0
     """
     paths = _source_paths(Path(source))
     if not timeout > 0:
@@ -968,6 +1004,14 @@ def write_grades_csv(rows: Sequence[StudentGrade], path: str | os.PathLike,
     graded to the end, and notes), ``feedback`` (why points were lost, e.g. the self-check's
     hint), ``review`` (code an instructor may want to read), ``seconds``. The file is written
     atomically.
+
+    Example:
+        >>> import tempfile
+        >>> plan = GradingPlan("x.ipynb", (GradeCell("g", 2, "", False, ()),), ("g",), None)
+        >>> row = StudentGrade("alice", [NotebookGrade("x.ipynb", None, [CellScore("g", 2, 2)])])
+        >>> path = write_grades_csv([row], Path(tempfile.mkdtemp()) / "grades.csv", [plan])
+        >>> path.read_text().splitlines()[1]
+        'alice,2,2,2,ok,,,,0.0'
     """
     ids = [c.grade_id for p in plans for c in p.cells]
     buffer = io.StringIO()

@@ -68,8 +68,8 @@ def sentinel_startup(path: str | os.PathLike = SENTINEL_PATH) -> str:
     """One line for IPython's ``exec_lines`` that runs the audit sentinel at kernel start-up.
 
     Example:
-        >>> sentinel_startup("/x/_sentinel.py")
-        "exec(compile(open('/x/_sentinel.py', 'rb').read(), '/x/_sentinel.py', 'exec'), {'__name__': '__lesson_sentinel__'})"
+        >>> sentinel_startup("/x/_sentinel.py")[:51]
+        "exec(compile(open('/x/_sentinel.py', 'rb').read(), "
     """
     p = os.fspath(path)
     return (f"exec(compile(open({p!r}, 'rb').read(), {p!r}, 'exec'), "
@@ -200,7 +200,8 @@ def cell_problems(evidence: CellEvidence, baseline: Mapping[str, Any] | None) ->
         >>> sent = "pass"
         >>> digest = hashlib.sha256(b"pass").hexdigest()
         >>> report = '{"trace": [null, null], "cell": "%s"}' % digest
-        >>> cell_problems(CellEvidence("ok", "[t] " + report + chr(10) + "M", "M", "[t]", sent), base)
+        >>> stdout = "[t] " + report + chr(10) + "M"
+        >>> cell_problems(CellEvidence("ok", stdout, "M", "[t]", sent), base)
         []
         >>> cell_problems(CellEvidence("ok", "M", "M", "[t]", sent), base)[0][:46]
         'no hook report although the pass marker was pr'
