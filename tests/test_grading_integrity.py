@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import os
 import re
 import socket
@@ -24,7 +26,7 @@ from cheats import Cheat, load_corpus
 from cheats.fixture import install_setup, instructor_notebook
 from nbformat.v4 import new_code_cell
 
-from lesson_utils.assignments import capstone
+from lesson_utils.assignments import capstone, grader
 from lesson_utils.assignments.grader import (
     GradeCell,
     build_grading_notebook,
@@ -50,6 +52,8 @@ from lesson_utils.assignments.processes import child_pids, grader_guards, kill_e
 from lesson_utils.assignments.review import REASONS, cell_findings, review_flags
 from lesson_utils.assignments.sandbox import Sandbox, isolation_problem
 from lesson_utils.assignments.student import grade_id_of, is_grade_cell, make_student_notebook
+from lesson_utils.checks import CheckFailed
+from lesson_utils.checks.assignment import check_hidden_test_f1
 
 CORPUS = load_corpus()
 ROOT = Path(__file__).parents[1]
@@ -240,7 +244,7 @@ def test_compare_names_what_changed_and_tolerates_library_callbacks():
 
 def test_cell_problems_require_a_report_that_matches():
     sent = "x = 1\n"
-    digest = __import__("hashlib").sha256(b"x = 1").hexdigest()
+    digest = hashlib.sha256(b"x = 1").hexdigest()
     base = {"trace": [None]}
 
     def evidence(stdout, status="ok"):
@@ -390,9 +394,6 @@ def _fake_root(root: Path) -> Path:
 
 
 def test_the_capstones_visible_check_refuses_a_test_set_that_is_not_public(secret_capstone):
-    from lesson_utils.checks import CheckFailed
-    from lesson_utils.checks.assignment import check_hidden_test_f1
-
     folder, secret, judge = secret_capstone
     _predictions(folder, capstone.capstone_test_labels(secret), list(judge.ids))
     with pytest.raises(CheckFailed, match="not the public test set"):
@@ -458,7 +459,7 @@ def test_an_isolated_kernel_has_no_network_home_course_or_grader(tmp_path, fixtu
                         sandbox=Sandbox(readonly=(str(course),)))
     finally:
         listener.close()
-    found = __import__("json").loads(run.cells[0].stdout)
+    found = json.loads(run.cells[0].stdout)
     assert found == {"network": "no", "course": "read-only", "notebook": False, "parent": 0,
                      "home": "/tmp/home", "real_home": False}, found
     assert not (Path.home() / "planted").exists()
@@ -482,8 +483,6 @@ def test_grade_isolate_defeats_reading_the_notebook_and_escaping(fixture_source,
 
 def test_grade_isolate_fails_clearly_where_isolation_is_impossible(fixture_source, tmp_path,
                                                                    monkeypatch):
-    from lesson_utils.assignments import grader
-
     monkeypatch.setattr(grader, "isolation_problem", lambda: "cannot isolate: no unshare")
     (tmp_path / "s").mkdir()
     with pytest.raises(RuntimeError, match="no unshare"):
