@@ -759,6 +759,9 @@ def run(cfg: TrainConfig, ctx: DistributedContext | None = None) -> dict[str, An
             atomic_write_bytes(out / "metrics.json",
                                (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
             print(summary_line(cfg, summary), flush=True)
+        # Free what holds the process group (the DDP model, its optimizer) before the group is
+        # destroyed: freed afterwards, gloo's threads can abort the process at exit.
+        del net, model, optimizer, scheduler
         if dist.is_available() and dist.is_initialized():
             # Leave together: a rank that tears its process group down while another is still
             # writing can abort at exit inside gloo ("terminate called without an active
