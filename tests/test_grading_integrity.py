@@ -26,7 +26,7 @@ from cheats import Cheat, load_corpus
 from cheats.fixture import install_setup, instructor_notebook
 from nbformat.v4 import new_code_cell
 
-from lesson_utils.assignments import capstone, grader
+from lesson_utils.assignments import _sentinel, capstone, grader  # _sentinel: no channel here
 from lesson_utils.assignments.grader import (
     GradeCell,
     build_grading_notebook,
@@ -43,7 +43,6 @@ from lesson_utils.assignments.integrity import (
     read_report,
 )
 from lesson_utils.assignments.judging import (
-    Verdict,
     check_judges,
     read_submitted_text,
 )
@@ -290,6 +289,33 @@ def test_event_flags_group_by_cell_and_kind():
         "the notebook opens a private file (seen while it ran): /x.ipynb"]
 
 
+@pytest.mark.parametrize("event, args, expected", [
+    ("open", ("/x/notebooks/08.ipynb", "r", 0), "opens a private file"),
+    ("open", ("/course/lesson_utils/checks/_core.py", "w", 0), "writes into a protected folder"),
+    ("open", ("/course/lesson_utils/checks/_core.py", None, os.O_WRONLY), "writes into"),
+    ("open", ("/course/lesson_utils/checks/_core.py", "rb", 0), None),
+    ("open", ("/secret/alice.txt", "r", 0), "opens a private file"),
+    ("open", ("/proc/1/mem", "rb", 0), "reads another process's files"),
+    ("open", ("/proc/stat", "r", 0), None),
+    ("open", (f"/proc/{os.getpid()}/status", "r", 0), None),
+    ("subprocess.Popen", ("/sbin/ldconfig", ["/sbin/ldconfig", "-p"], None, None), None),
+    ("subprocess.Popen", (None, ["./ldconfig"], None, None), "starts a process"),
+    ("os.system", ("cat x",), "runs a shell command"),
+    ("os.fork", (), "forks the kernel"),
+    ("os.rename", ("/course/a.py", "/tmp/b"), "changes a protected folder"),
+    ("os.listdir", ("/secret",), "lists a private folder"),
+    ("object.__setattr__", (print, "__code__", None), "replaces a function's code"),
+    ("object.__setattr__", (int, "__doc__", None), None),
+    ("pickle.find_class", ("os", "system"), "unpickles a function"),
+    ("pickle.find_class", ("numpy", "ndarray"), None),
+    ("sys.settrace", (), "sets a trace function"),
+])
+def test_the_audit_sentinel_reports_what_matters(event, args, expected):
+    found = _sentinel._describe(event, args, ("/course",), ("/secret",))
+    assert (found[0] if found else None) == expected or (
+        expected is not None and found is not None and found[0].startswith(expected)), found
+
+
 def test_audit_channel_keeps_what_was_written_before_the_writer_went_away(tmp_path):
     with AuditChannel(tmp_path) as channel:
         env = channel.env(protected=[tmp_path / "course"], private=[tmp_path / "secret"])
@@ -488,6 +514,3 @@ def test_grade_isolate_fails_clearly_where_isolation_is_impossible(fixture_sourc
     with pytest.raises(RuntimeError, match="no unshare"):
         grade_submissions(tmp_path / "s", source=fixture_source, isolate=True)
 
-
-def test_verdict_is_what_judges_return():
-    assert Verdict(True, "x").passed

@@ -47,6 +47,11 @@ _SIMPLE = {"sys.settrace": "sets a trace function", "sys.setprofile": "sets a pr
 _WATCHED = frozenset(["open", "os.listdir", "os.scandir", "glob.glob", "object.__setattr__",
                       "object.__delattr__", "pickle.find_class", "socket.connect",
                       "socket.bind", *_SIMPLE, *_SPAWN, *_CHANGES])
+#: System tools libraries run for themselves (ctypes.util.find_library runs ``ldconfig -p``,
+#: matplotlib ``fc-list``): not reported when started from a system folder.
+_BENIGN_TOOLS = ("ldconfig", "ldconfig.real", "uname", "fc-list", "fc-match", "lscpu",
+                 "getconf", "nproc")
+_SYSTEM_BIN = ("/sbin/", "/bin/", "/usr/sbin/", "/usr/bin/")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _ME = str(os.getpid())
 
@@ -63,6 +68,19 @@ def _under(path, roots):  # noqa: ANN001, ANN202
     return path is not None and any(path == r or path.startswith(r + "/") for r in roots)
 
 
+def _benign_program(event, args):  # noqa: ANN001, ANN202
+    """A system tool started by a library (see ``_BENIGN_TOOLS``)."""
+    if event not in ("subprocess.Popen", "os.posix_spawn", "os.exec") or not args:
+        return False
+    program = args[0]
+    if program is None and len(args) > 1 and isinstance(args[1], (list, tuple)) and args[1]:
+        program = args[1][0]
+    if isinstance(program, bytes):
+        program = program.decode("utf-8", "replace")
+    return isinstance(program, str) and program.startswith(_SYSTEM_BIN) and \
+        program.rpartition("/")[2] in _BENIGN_TOOLS
+
+
 def _describe_open(args, protected, private):  # noqa: ANN001, ANN202
     path = _path_of(args[0])
     if path is None:
@@ -73,7 +91,8 @@ def _describe_open(args, protected, private):  # noqa: ANN001, ANN202
         return ("writes into a protected folder", path)
     if path.endswith(".ipynb") or _under(path, private):
         return ("opens a private file (a notebook, another submission)", path)
-    if path.startswith("/proc/") and path.split("/")[2] not in (_ME, "self", "thread-self"):
+    entry = path.split("/")[2] if path.startswith("/proc/") else ""
+    if entry.isdigit() and entry != _ME:
         return ("reads another process's files", path)
     return None
 
@@ -83,6 +102,8 @@ def _describe(event, args, protected, private):  # noqa: ANN001, ANN202
     if event == "open":
         return _describe_open(args, protected, private)
     if event in _SPAWN:
+        if _benign_program(event, args):
+            return None
         return (_SPAWN[event], repr(args[:2])[:160] if args else "")
     if event in _CHANGES:
         for value in args:

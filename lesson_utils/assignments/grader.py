@@ -104,6 +104,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # lesson_utils/
 _NOT_RELOADED = {"lesson_utils", "lesson_utils.offline"}
 MAX_SUBMISSION_BYTES = 50 * 2**20
 _SUBMITTED = "lesson_utils_submitted_index"  # grading copy's cell metadata: index in submission
+_PROCESS_EVENTS = ("starts a process", "runs a shell command", "forks the kernel")
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -578,8 +579,12 @@ def _judged_score(cell: GradeCell, judge: Judge, folder: Path) -> CellScore:
     return CellScore(cell.grade_id, 0, cell.points, verdict.message)
 
 
-def _observed(work: _Run, baseline: dict[str, Any] | None) -> tuple[list[str], list[str]]:
-    """(review lines, notes) from the baseline, the audit events and escaped processes."""
+def _observed(work: _Run, baseline: dict[str, Any] | None, known: set[str],
+              ) -> tuple[list[str], list[str]]:
+    """(review lines, notes) from the baseline, the audit events and escaped processes.
+
+    ``known``: the instructor's code cells (stripped), whose starting of processes is theirs.
+    """
     assert work.run is not None
     review, notes = [], []
     if baseline is not None and clean_start_problems(baseline):
@@ -588,7 +593,12 @@ def _observed(work: _Run, baseline: dict[str, Any] | None) -> tuple[list[str], l
     # While a cell runs, IPython's count is one more than the one the kernel's reply gives.
     counts = {c.execution_count + 1: work.nb.cells[i].metadata.get(_SUBMITTED)
               for i, c in enumerate(work.run.cells) if c.execution_count is not None}
-    review += event_flags(work.audit, counts)
+    # The instructor's own cells may start processes (a library's helper): not the student's.
+    own = {c.execution_count + 1 for i, c in enumerate(work.run.cells)
+           if c.execution_count is not None and work.nb.cells[i].source.strip() in known}
+    audit = [line for line in work.audit
+             if not (line[0] in own and line[1] in _PROCESS_EVENTS)]
+    review += event_flags(audit, counts)
     if work.escaped:
         review.append("left processes running after the kernel ended (killed): "
                       + ", ".join(work.escaped[:5]))
@@ -687,7 +697,7 @@ def grade_notebook(submission_path: str | os.PathLike | None, plan: GradingPlan,
     finally:
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
-    review, more_notes = _observed(work, baseline)
+    review, more_notes = _observed(work, baseline, {t.strip() for t in plan.known_sources})
     graded = [c.grade_id for c in plan.cells]
     grade = NotebookGrade(plan.name, str(path), scores, notes=notes + more_notes,
                           review=review_flags(submission, graded, plan.known_sources)
