@@ -355,10 +355,14 @@ def test_check_judges_rejects_what_a_setup_should_not_return():
 
 @pytest.fixture(scope="module")
 def secret_capstone(tmp_path_factory):
-    """The real capstone's grading setup, with a known secret so the test can check it."""
+    """The real capstone's grading setup, with a known secret so the test can check it (the
+    public training images are left out: they take seconds to write and hide nothing)."""
     folder = tmp_path_factory.mktemp("capstone-grading")
     secret = 2**127 + 12345
-    judges = capstone.prepare_grading(folder, secret)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(capstone, "export_image_folder", lambda dataset, root: Path(root).mkdir(
+            parents=True))
+        judges = capstone.prepare_grading(folder, secret)
     return folder, secret, judges["hidden_test_f1"]
 
 

@@ -46,15 +46,31 @@ def _real():
     return bootstrap["sys"], bootstrap["__builtins__"]
 
 
+def _user_file(filename):  # noqa: ANN001, ANN202
+    """Whether code compiled from ``filename`` was written by the notebook."""
+    import os
+
+    return filename.startswith("<") or "ipykernel_" in filename or \
+        filename.startswith(os.getcwd() + os.sep)
+
+
 def _name(obj):  # noqa: ANN001, ANN202
-    """``module.qualname`` of a callable or object, and ``!`` when defined in a notebook."""
+    """``module.qualname`` of a callable or object, and ``!`` when the notebook defined it.
+
+    A class counts as the notebook's when any of its functions was compiled from a cell or from
+    a file in the working folder, whatever its ``__module__`` says; ``functools.partial`` always
+    counts (it can wrap anything).
+    """
     target = obj if isinstance(obj, type) or callable(obj) else type(obj)
     target = getattr(target, "__func__", target)
     module = getattr(target, "__module__", None) or getattr(type(target), "__module__", "?")
     qual = getattr(target, "__qualname__", None) or type(target).__qualname__
-    code = getattr(target, "__code__", None)
-    where = getattr(code, "co_filename", "") if code is not None else ""
-    user = module == "__main__" or where.startswith("<") or "ipykernel_" in where
+    codes = [getattr(target, "__code__", None)]
+    owner = target if isinstance(target, type) else type(target)
+    codes += [getattr(getattr(f, "__func__", f), "__code__", None)
+              for f in vars(owner).values()] if owner.__module__ != "builtins" else []
+    user = module == "__main__" or type(target).__name__ == "partial" or any(
+        code is not None and _user_file(code.co_filename) for code in codes)
     return f"{module}.{qual}" + ("!" if user else "")
 
 

@@ -42,11 +42,6 @@ SENTINEL_PATH = Path(__file__).with_name("_sentinel.py")
 #: How a cell reaches the real ``exec`` without looking up any name in the notebook's namespace.
 _REAL_BUILTINS = ('[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '
                   '"BuiltinImporter"][0].find_spec.__func__.__globals__["__builtins__"]')
-#: Event callbacks, meta-path finders and path hooks from these packages may come and go.
-_LIBRARY_PREFIXES = ("IPython.", "ipykernel.", "matplotlib", "matplotlib_inline.",
-                     "ipywidgets.", "ipympl.", "tqdm.", "_frozen_importlib", "zipimport.",
-                     "_distutils_hack.", "six.", "setuptools.", "pkg_resources.",
-                     "__editable__", "torch.", "numpy.", "scipy.", "sklearn.", "PIL.")
 _MAX_CHANNEL_BYTES = 512 * 1024
 
 
@@ -94,8 +89,8 @@ def read_report(stdout: str, tag: str) -> dict[str, Any] | None:
 
 
 def _library(name: Any) -> bool:
-    return isinstance(name, str) and not name.endswith("!") and name.startswith(
-        _LIBRARY_PREFIXES)
+    """Not defined by the notebook (``_runner._name`` marks those with ``!``)."""
+    return isinstance(name, str) and not name.endswith("!")
 
 
 def _list_changes(what: str, before: Sequence[Any], after: Sequence[Any],
@@ -121,8 +116,9 @@ def compare(baseline: Mapping[str, Any], report: Mapping[str, Any], *,
     """What changed between the baseline report and a grade cell's report, in words.
 
     Library event callbacks, finders and new builtins may appear (``%matplotlib inline``
-    registers one); anything a notebook defined, any transformer, trace or profile function,
-    replaced builtin, module, shell, kernel or stream method counts. ``identities=False``
+    registers one); anything a notebook defined (a cell, or a file in its working folder), any
+    transformer, trace or profile function, replaced builtin, module, shell, kernel or stream
+    method counts. ``identities=False``
     compares names only (object ids differ between two kernels).
 
     Example:
