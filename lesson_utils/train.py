@@ -844,5 +844,20 @@ def _main(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _exit_worker(status: int) -> None:
+    """End a successful ``torchrun`` worker without interpreter finalization.
+
+    Everything the run writes is written and closed by now, and the process group is
+    destroyed; but gloo's C++ threads can still abort the process while Python finalizes
+    ("terminate called without an active exception"), turning a finished run into a failed
+    one. ``os._exit`` skips that teardown. A plain ``python`` run exits normally.
+    """
+    if status == 0 and os.environ.get("TORCHELASTIC_RUN_ID") is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_worker(main())
