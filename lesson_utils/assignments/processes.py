@@ -24,6 +24,7 @@ import ctypes.util
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 
 __all__ = ["grader_guards", "child_pids", "kill_escaped"]
@@ -97,7 +98,7 @@ def child_pids(parent: int | None = None, *, zombies: bool = False) -> set[int]:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
-        if len(fields) > 1 and (fields[0] == "Z") == zombies and int(fields[1]) == parent:
+        if len(fields) > 1 and (fields[0] in "ZX") == zombies and int(fields[1]) == parent:
             found.add(int(entry))
     return found
 
@@ -111,12 +112,24 @@ def _describe(pid: int) -> str:
     return f"pid {pid} ({cmd[:80]})"
 
 
-def kill_escaped(before: set[int], rounds: int = 5) -> list[str]:
+def _still_running(before: set[int], grace: float) -> set[int]:
+    """New children that are still alive after up to ``grace`` seconds: the processes that the
+    kernel's own end takes down (its process group, a PID namespace) need a moment to go."""
+    deadline = time.monotonic() + grace
+    escaped = child_pids() - before
+    while escaped and time.monotonic() < deadline:
+        time.sleep(0.05)
+        escaped = child_pids() - before
+    return escaped
+
+
+def kill_escaped(before: set[int], rounds: int = 5, grace: float = 1.0) -> list[str]:
     """Kill this process's children that were not there in ``before``; say which they were.
 
     Call it after the kernel has ended (with ``grader_guards`` on, the kernel's orphans are
-    this process's children by then). Killing one can orphan its own children onto this
-    process, so it looks again, up to ``rounds`` times.
+    this process's children by then). A new child still alive ``grace`` seconds later is an
+    escaped process. Killing one can orphan its own children onto this process, so it looks
+    again, up to ``rounds`` times.
 
     Example:
         >>> kill_escaped(child_pids())
@@ -124,7 +137,7 @@ def kill_escaped(before: set[int], rounds: int = 5) -> list[str]:
     """
     killed: list[str] = []
     for _ in range(rounds):
-        escaped = child_pids() - before
+        escaped = _still_running(before, grace)
         if not escaped:
             break
         for pid in sorted(escaped):
