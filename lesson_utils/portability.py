@@ -8,7 +8,8 @@ can be re-run on other seeds. A *fragility report* does both for every notebook 
 
 - every claim ``assert`` of a notebook with its *margin* in each run (how far the compared
   values are from the threshold: ``a - b`` for ``a > b``), the *spread* of that margin over the
-  runs, and a flag when a run failed or the smallest margin is under twice the spread;
+  runs (its standard deviation; the range is listed too), and a flag when a run failed or the
+  smallest margin is under twice the spread: such a claim could fail on the next machine;
 - every ``# NBVAL_CHECK_OUTPUT`` cell whose output changed under a float perturbation (such a
   cell is not machine-independent and must not be compared by nbval).
 
@@ -41,6 +42,7 @@ import math
 import operator
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -418,7 +420,8 @@ def run_notebook(path: str | os.PathLike, perturbation: Perturbation, *, timeout
 
 @dataclass
 class ClaimSummary:
-    """One claim over every run: how often it held, its smallest margin and the margin's spread."""
+    """One claim over every run: how often it held, its smallest margin, and the margin's spread
+    (sample standard deviation over the runs) and range (largest minus smallest)."""
 
     notebook: str
     claim: str
@@ -429,6 +432,7 @@ class ClaimSummary:
     spread: float | None
     native_margin: float | None
     unit: str | None = None        # "linear" (the values' own units) or "decades"
+    range: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -451,8 +455,8 @@ def summarize_claims(results: Sequence[RunResult]) -> list[ClaimSummary]:
         >>> runs = [RunResult("a.ipynb", p, True, 1.0, {"cell 2 #1": {"text": "x > 1",
         ...         "held": True, "margin": m}}) for p, m in (("native", 0.5), ("other", 0.1))]
         >>> s = summarize_claims(runs)[0]
-        >>> (s.runs, s.min_margin, round(s.spread, 2), s.flagged)
-        (2, 0.1, 0.4, True)
+        >>> (s.runs, s.min_margin, round(s.spread, 2), round(s.range, 2), s.flagged)
+        (2, 0.1, 0.28, 0.4, True)
     """
     by_notebook: dict[str, list[RunResult]] = {}
     for r in results:
@@ -468,9 +472,10 @@ def summarize_claims(results: Sequence[RunResult]) -> list[ClaimSummary]:
                 notebook, claim_id, next(c["text"] for c in seen.values() if c), len(runs),
                 [p for p, c in seen.items() if not c or not c["held"]],
                 min(margins) if margins else None,
-                max(margins) - min(margins) if margins else None,
+                statistics.stdev(margins) if len(margins) > 1 else 0.0 if margins else None,
                 native["margin"] if native else None,
-                next((c.get("unit") for c in seen.values() if c and c.get("unit")), None)))
+                next((c.get("unit") for c in seen.values() if c and c.get("unit")), None),
+                max(margins) - min(margins) if margins else None))
     return summaries
 
 
@@ -486,7 +491,8 @@ def format_report(results: Sequence[RunResult]) -> str:
     flagged = [s for s in summaries if s.flagged]
     lines = ["# Fragility report", "",
              f"{len(results)} runs; {len(summaries)} claims, {len(flagged)} flagged "
-             "(failed somewhere, or smallest margin < 2 x spread). A margin is how far a claim is "
+             "(failed somewhere, or smallest margin < 2 x spread, the margin's standard deviation "
+             "over the runs). A margin is how far a claim is "
              "from flipping, in the compared values' units, or in decades (dec) for a comparison "
              f"with a tolerance <= {TOLERANCE:g}; 'exact' claims have no margin.", "",
              "| notebook | perturbation | seconds | errors | checked cells changed |", "|---|---|---|---|---|"]
@@ -495,13 +501,14 @@ def format_report(results: Sequence[RunResult]) -> str:
         lines.append(f"| {r.notebook} | {r.perturbation} | {r.seconds:.0f} | {len(r.errors)} | "
                      f"{changed or 'none'} |")
     lines += ["", "| notebook | claim | assert | runs | failed in | native margin | min margin "
-              "| spread | flag |", "|---|---|---|---|---|---|---|---|---|"]
+              "| spread (sd) | range | flag |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summaries, key=lambda s: not s.flagged):
         text = s.text.replace("|", "\\|")
         text = text if len(text) <= 90 else text[:87] + "..."
         lines.append(f"| {s.notebook} | {s.claim} | `{text}` | {s.runs} | "
                      f"{', '.join(s.failed_in) or '-'} | {_fmt(s.native_margin, s.unit)} | "
-                     f"{_fmt(s.min_margin, s.unit)} | {_fmt(s.spread, s.unit)} | {'**FLAG**' if s.flagged else ''} |")
+                     f"{_fmt(s.min_margin, s.unit)} | {_fmt(s.spread, s.unit)} | "
+                     f"{_fmt(s.range, s.unit)} | {'**FLAG**' if s.flagged else ''} |")
     errors = [f"- {r.notebook} under {r.perturbation}: {e}" for r in results for e in r.errors]
     if errors:
         lines += ["", "## Errors", "", *errors]

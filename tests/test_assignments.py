@@ -51,7 +51,7 @@ from lesson_utils.assignments.student import (
 )
 from lesson_utils.assignments.verify import cell_names, exercise_plan, verify_student_version
 from lesson_utils.checks import CheckFailed
-from lesson_utils.checks import assignment as checks
+from lesson_utils.checks import capstone as checks
 
 ROOT = Path(__file__).parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -366,10 +366,10 @@ def test_run_cells_offline_guard_reply_status_and_output_cap(tmp_path):
 # ----------------------------------------------------------------------------- the grader
 
 def test_checker_modules_are_hashed_in_dependency_order():
-    modules = checker_modules("from lesson_utils.checks.assignment import check_macro_f1")
+    modules = checker_modules("from lesson_utils.checks.capstone import check_macro_f1")
     names = [m[0] for m in modules]
-    assert names[-1] == "lesson_utils.checks.assignment"
-    assert names.index("lesson_utils.checks._core") < names.index("lesson_utils.checks.assignment")
+    assert names[-1] == "lesson_utils.checks.capstone"
+    assert names.index("lesson_utils.checks._core") < names.index("lesson_utils.checks.capstone")
     assert names.index("lesson_utils.checkpoints") < names.index("lesson_utils.data")
     import hashlib
 
@@ -389,7 +389,7 @@ def test_build_grading_notebook_replaces_restores_and_dedupes(tmp_path):
     markers = {"t-double-check": "M1", "t-total-check": "M2"}
     nb, index, notes = build_grading_notebook(student, plan, markers)
     assert index == {"t-double-check": 3, "t-total-check": 5}
-    assert "check_equal('double(-3)'" in nb.cells[3].source and "M1" in nb.cells[3].source
+    assert "double(-3)" in nb.cells[3].source and "M1" in nb.cells[3].source
     assert "trust me" not in json.dumps(nb)
     assert notes == ["dropped a duplicate of grade cell t-double-check",
                      "grade cell t-total-check was missing: put back"]
@@ -434,9 +434,11 @@ def test_review_flags_point_at_suspicious_code():
         new_code_cell("model.eval()\ntorch.compile(model)\nx = y.attr"),
     ])
     assert review_flags(nb) == [
-        "cell 0 assigns to an attribute of a library module",
-        "cell 1 changes how IPython reports errors",
-        "cell 2 touches the import system",
+        "cell 0 patches builtins or a library: c.check_equal = ...",
+        "cell 1 hooks into IPython (transformers, events, shell or kernel internals): "
+        "get_ipython()",
+        "cell 1 changes how errors are reported: get_ipython().set_custom_exc",
+        "cell 2 touches the import system: sys.modules",
     ]
 
 
@@ -506,7 +508,7 @@ def test_grade_a_folder_of_submissions(tmp_path):
     # the visible check but not the hidden test
     assert cheat["total"] == "0", cheat
     assert "double(-3)" in cheat["feedback"]
-    assert "changes how IPython reports errors" in cheat["review"]
+    assert "changes how errors are reported" in cheat["review"]
     tidy = rows["tidy"]
     assert tidy["total"] == "3" and "t-total-check was missing: put back" in tidy["reason"]
     assert "graded my copy.ipynb" in tidy["reason"]
@@ -588,9 +590,9 @@ def test_capstone_test_labels_match_the_written_images(capstone_root):
 
 
 def test_capstone_keeps_a_complete_folder_and_replaces_a_partial_one(tmp_path):
-    root = capstone.prepare_grading(tmp_path, 99)  # the grader's secret test set
-    assert root == {"lesson_utils.checks.assignment": {
-        "GRADING_SECRETS": {"capstone_test_seed": 99}}}
+    judges = capstone.prepare_grading(tmp_path, 99)  # the grader's secret test set
+    assert list(judges) == ["hidden_test_f1"]
+    assert judges["hidden_test_f1"].labels == tuple(capstone.capstone_test_labels(99))
     data = tmp_path / capstone.DATA_DIR
     before = (data / "test" / "000.png").read_bytes()
     capstone.make_capstone_data(data)  # the notebook's own call: keeps the secret images
@@ -708,15 +710,16 @@ def test_check_predictions_file_hints(capstone_root, tmp_path, change, hint):
         checks.check_predictions_file(bad, capstone_root)
 
 
-def test_hidden_test_f1_uses_the_grading_secret(capstone_root, tmp_path, monkeypatch):
+def test_hidden_test_f1_scores_the_public_test_set(capstone_root, tmp_path):
     ids = capstone.read_ids(capstone_root / "test" / "ids.csv")
     public = capstone.capstone_test_labels()
     perfect = _write_predictions(tmp_path / "p.csv", [["id", "label"]] + [
         [i, capstone.CLASSES[y]] for i, y in zip(ids, public, strict=True)])
     assert checks.check_hidden_test_f1(perfect, bar=0.999, data_root=capstone_root) is True
-    monkeypatch.setattr(checks, "GRADING_SECRETS", {"capstone_test_seed": 123456789})
+    shifted = _write_predictions(tmp_path / "q.csv", [["id", "label"]] + [
+        [i, capstone.CLASSES[(y + 1) % 6]] for i, y in zip(ids, public, strict=True)])
     with pytest.raises(CheckFailed, match="below the bar 0.5"):
-        checks.check_hidden_test_f1(perfect, bar=0.5, data_root=capstone_root)
+        checks.check_hidden_test_f1(shifted, bar=0.5, data_root=capstone_root)
 
 
 # ----------------------------------------------------------------------------- the secret test set
@@ -729,13 +732,13 @@ def _capstone_like_source(path: Path, setup: str) -> Path:
         new_code_cell("### BEGIN SOLUTION\nimport shutil\n"
                       "shutil.copy(DATA / 'sample_submission.csv', 'predictions.csv')\n"
                       "### END SOLUTION", metadata=_solution_meta("c-predictions")),
-        new_code_cell("from lesson_utils.checks.assignment import check_predictions_file\n\n"
+        new_code_cell("from lesson_utils.checks.capstone import check_predictions_file\n\n"
                       "check_predictions_file('predictions.csv')",
                       metadata=_grade_meta("c-predictions-check", 1)),
-        new_code_cell("# hidden test\n### BEGIN HIDDEN TESTS\n"
-                      "from lesson_utils.checks.assignment import check_hidden_test_f1\n\n"
-                      "check_hidden_test_f1('predictions.csv', bar=0.99)\n### END HIDDEN TESTS",
-                      metadata=_grade_meta("c-hidden", 3)),
+        new_code_cell("from lesson_utils.checks.capstone import check_hidden_test_f1\n\n"
+                      "check_hidden_test_f1('predictions.csv', bar=0.99)",
+                      metadata={**_grade_meta("c-hidden", 3),
+                                "lesson_utils": {"judge": "hidden_test_f1"}}),
     ], metadata={"lesson_utils": {"grading_setup": setup}})
     nbformat.write(nb, path)
     return path
@@ -746,41 +749,38 @@ def _prediction_cell(code: str) -> nbformat.NotebookNode:
 
 
 @pytest.mark.slow
-def test_hidden_labels_come_only_from_the_graders_secret(tmp_path, monkeypatch):
-    """A submission that copies the public labels scores at chance; one that could see the
-    secret labels (here through a test-only setup that leaks them) gets the points, which shows
-    the grade cell really scores against the secret seed it was given."""
-    import types
-
-    leaked: dict[str, int] = {}
-
-    def leaky_setup(workdir, secret):
-        leaked["seed"] = secret
-        secrets = capstone.prepare_grading(workdir, secret)
-        labels = capstone.capstone_test_labels(secret)
-        (Path(workdir) / "leaked.json").write_text(json.dumps(labels))
-        return secrets
-
-    module = types.ModuleType("lesson_utils._leaky_setup_for_tests")
-    module.setup = leaky_setup
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    source = _capstone_like_source(tmp_path / "cap.ipynb", f"{module.__name__}:setup")
+def test_the_hidden_test_is_judged_outside_the_kernel_on_secret_labels(tmp_path):
+    """The capstone's grading setup and judge, through the whole grader, on a cheap notebook
+    (no training). Its prediction cell hunts for the secret in the environment, the working
+    folder, the grader's ``/proc`` entries and, through a ``pre_run_cell`` hook, in every later
+    cell's text, and would use any seed it found; failing that it copies the public labels, which
+    score at chance on the secret test set (``test_grading_integrity`` checks the judge itself
+    against the secret labels). The bar the judge uses is the capstone's, 0.7."""
+    hunt = ("import csv, glob, os, re\nfrom lesson_utils.assignments.capstone import CLASSES, "
+            "capstone_test_labels, read_ids\nids = read_ids(DATA / 'test' / 'ids.csv')\n"
+            "def write(labels):\n    with open('predictions.csv', 'w', newline='') as f:\n"
+            "        csv.writer(f).writerows([['id', 'label']] + [[i, CLASSES[y]] for i, y in "
+            "zip(ids, labels)])\n"
+            "def attempt(text):\n    for n in re.findall(r'\\d{20,}', text):\n"
+            "        write(capstone_test_labels(int(n)))\n"
+            "found = repr(dict(os.environ)) + ''.join(open(p, errors='replace').read() "
+            "for p in glob.glob('**/*.csv', recursive=True))\n"
+            "for name in ('environ', 'cmdline'):\n    try:\n"
+            "        found += open(f'/proc/{os.getppid()}/{name}', errors='replace').read()\n"
+            "    except OSError:\n        pass\n"
+            "write(capstone_test_labels())\nattempt(found)\n"
+            "get_ipython().events.register('pre_run_cell', lambda info: attempt(info.raw_cell))")
+    source = _capstone_like_source(tmp_path / "cap.ipynb",
+                                   "lesson_utils.assignments.capstone:prepare_grading")
     folder = tmp_path / "submitted"
     folder.mkdir()
-    write = ("import csv, json\nfrom lesson_utils.assignments.capstone import CLASSES, "
-             "read_ids, capstone_test_labels\nids = read_ids(DATA / 'test' / 'ids.csv')\n"
-             "labels = {labels}\nwith open('predictions.csv', 'w', newline='') as f:\n"
-             "    csv.writer(f).writerows([['id', 'label']] + [[i, CLASSES[y]] for i, y in "
-             "zip(ids, labels)])")
-    for name, labels in [("copier", "capstone_test_labels()"),
-                         ("clairvoyant", "json.load(open('leaked.json'))")]:
-        nb = nbformat.read(source, as_version=4)
-        nb.cells[1] = _prediction_cell(write.format(labels=labels))
-        nbformat.write(nb, folder / f"{name}.ipynb")
-    rows = {r.student: r for r in grade_submissions(folder, source=source, timeout=120,
-                                                    watch_repository=False)}
-    scores = {s.grade_id: s for s in rows["copier"].notebooks[0].scores}
-    assert scores["c-predictions-check"].points == 1 and scores["c-hidden"].points == 0
-    assert "below the bar" in scores["c-hidden"].message
-    assert rows["clairvoyant"].points == 4, rows["clairvoyant"]
-    assert leaked["seed"] != capstone.PUBLIC_TEST_SEED
+    nb = nbformat.read(source, as_version=4)
+    nb.cells[1] = _prediction_cell(hunt)
+    nbformat.write(nb, folder / "hunter.ipynb")
+    (row,) = grade_submissions(folder, source=source, timeout=120, watch_repository=False)
+    scores = {s.grade_id: s for s in row.notebooks[0].scores}
+    assert scores["c-hidden"].points == 0 and "below the bar 0.7" in scores["c-hidden"].message
+    # the hook watched the in-kernel check, so that check is not trusted either
+    assert scores["c-predictions-check"].points == 0
+    assert "pre_run_cell callbacks gained" in scores["c-predictions-check"].message
+    assert any("reads another process's files" in r for r in row.notebooks[0].review)

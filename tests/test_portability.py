@@ -121,9 +121,10 @@ def _result(perturbation, margin, held=True, claim="cell 3 #1", notebook="x.ipyn
 
 def test_summary_flags_small_margins_and_failures():
     steady = summarize_claims([_result("native", 0.50), _result("aten-default", 0.48)])[0]
-    assert not steady.flagged and steady.spread == pytest.approx(0.02)
+    assert not steady.flagged and steady.range == pytest.approx(0.02)
+    assert steady.spread == pytest.approx(0.02 / 2 ** 0.5)          # sample sd of two values
     shaky = summarize_claims([_result("native", 0.05), _result("aten-default", 0.01)])[0]
-    assert shaky.flagged                                           # 0.01 < 2 x 0.04
+    assert shaky.flagged                                           # 0.01 < 2 x 0.028
     failed = summarize_claims([_result("native", 0.2), _result("seed+1", -0.1, held=False)])[0]
     assert failed.flagged and failed.failed_in == ["seed+1"]
     missing = summarize_claims([_result("native", 0.2), RunResult("x.ipynb", "seed+2", False, 1.0)])

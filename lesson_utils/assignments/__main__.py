@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600, help="seconds per notebook")
     p.add_argument("--source", default=DEFAULT_SOURCE, help="the instructor notebook, or a "
                    f"folder of them (default: {DEFAULT_SOURCE})")
+    p.add_argument("--isolate", action="store_true", help="run each kernel in its own user, "
+                   "network, mount and PID namespaces: no network, a throw-away HOME, the course "
+                   "read-only, nothing else of the machine visible (Linux, util-linux unshare)")
     args = parser.parse_args(argv)
 
     if args.command == "student":
@@ -67,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         rows = grade_submissions(args.submissions, source=args.source, out=args.out,
-                                 timeout=args.timeout, progress=show)
-    except ValueError as exc:
+                                 timeout=args.timeout, progress=show, isolate=args.isolate)
+    except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {len(rows)} students")

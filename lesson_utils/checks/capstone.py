@@ -1,44 +1,49 @@
-"""Self-checks for lesson 08 (the capstone), shared with the grader's hidden tests.
+"""Self-checks for lesson 08 (the capstone).
 
 Every checker builds its own test data (a tiny image folder, label vectors) inside the call, so
 nothing it compares against can be read or changed by the notebook. ``check_hidden_test_f1``
-scores ``predictions.csv`` against the test labels; in a student's own run those are the public
-test set's, and under the grader the secret seed arrives in ``GRADING_SECRETS`` (set by the
-grade cell itself, see ``lesson_utils.assignments.capstone``).
+scores ``predictions.csv`` against the *public* test set, for the student's own feedback. Under
+the grader the hidden-test cell does not run in the kernel at all: the grader scores the file in
+its own process, against a test set whose labels never enter the kernel
+(``lesson_utils.assignments.capstone.HiddenTestJudge``).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from lesson_utils.assignments.capstone import (
-    CLASSES,
     DATA_DIR,
+    HIDDEN_TEST_BAR,
+    IMAGE_SIZE,
     PUBLIC_TEST_SEED,
+    TEST_PER_CLASS,
     capstone_test_labels,
+    macro_f1_report,
+    parse_predictions,
     read_ids,
 )
 from lesson_utils.checks._core import call_student, fail, passed
+from lesson_utils.data import ShapesDataset, export_image_folder
+from lesson_utils.metrics import f1_score
 
-__all__ = ["GRADING_SECRETS", "check_image_csv_dataset", "check_macro_f1",
-           "check_predictions_file", "check_hidden_test_f1"]
-
-#: Set by the grader inside the hidden-test grade cell (empty in a student's own run).
-GRADING_SECRETS: dict[str, int] = {}
+__all__ = ["check_image_csv_dataset", "check_macro_f1", "check_predictions_file",
+           "check_hidden_test_f1"]
 
 
 # ----------------------------------------------------------------------------- the Dataset
 
 def _tiny_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
     """A 12-image labelled folder, an unlabelled CSV over 5 of them (in another order)."""
-    from lesson_utils.data import ShapesDataset, export_image_folder
-
     data = ShapesDataset(family="target", image_size=16, seed=424242,
                          class_counts=[4, 3, 2, 1, 1, 1])
     export_image_folder(data, root)
@@ -53,14 +58,9 @@ def _tiny_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
 
 
 def _pixels(image: Any) -> torch.Tensor:
-    import numpy as np
-    from PIL import Image
-
     if isinstance(image, Image.Image):
         return torch.from_numpy(np.array(image.convert("RGB")))
     raise TypeError(f"expected a PIL image, got {type(image).__name__}")
-
-
 
 
 def _item(ds: Any, index: int, what: str, *, unlabelled: bool = False) -> tuple[Any, Any]:
@@ -109,8 +109,6 @@ def check_image_csv_dataset(dataset_class: Callable[..., Any]) -> bool:
         ✅ dataset: right length, images, labels and transform, with and without labels
         True
     """
-    from PIL import Image
-
     what = "dataset"
     if not callable(dataset_class):
         fail(what, f"expected a Dataset class, got {type(dataset_class).__name__}")
@@ -177,8 +175,6 @@ def check_image_csv_dataset(dataset_class: Callable[..., Any]) -> bool:
 
 def _reference_f1(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int,
                   average: str) -> float:
-    from lesson_utils.metrics import f1_score
-
     return float(f1_score(y_true, y_pred, num_classes=num_classes, average=average))
 
 
@@ -215,8 +211,6 @@ def check_macro_f1(macro_f1: Callable[..., Any]) -> bool:
         ✅ macro_f1: matches the reference on 5 cases, including the accuracy paradox
         True
     """
-    import math
-
     what = "macro_f1"
     if not callable(macro_f1):
         fail(what, f"expected a function, got {type(macro_f1).__name__}")
@@ -264,35 +258,10 @@ def _read_predictions(path: Path, data_root: Path, what: str) -> tuple[list[str]
     if not path.is_file():
         fail(what, f"no file {path}: write it with the test ids and your predicted class names")
     expected_ids = read_ids(data_root / "test" / "ids.csv")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        fail(what, f"{path} is empty: it needs the header id,label and one row per test image")
-    header = [h.strip() for h in rows[0]]
-    if header != ["id", "label"]:
-        hint = (" (an extra first column: pandas' to_csv needs index=False)"
-                if header[1:] == ["id", "label"] else "")
-        fail(what, f"the header must be exactly id,label, got {','.join(rows[0])}{hint}")
-    body = rows[1:]
-    if any(len(r) != 2 for r in body):
-        bad = next(i for i, r in enumerate(body) if len(r) != 2)
-        fail(what, f"row {bad + 2} has {len(body[bad])} fields, expected 2 (id,label)")
-    ids = [r[0] for r in body]
-    labels = [r[1] for r in body]
-    if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})[:3]
-        fail(what, f"ids must be unique; repeated: {dupes}")
-    missing = sorted(set(expected_ids) - set(ids))
-    extra = sorted(set(ids) - set(expected_ids))
-    if missing or extra:
-        fail(what, f"the ids must be exactly those of test/ids.csv: {len(missing)} missing "
-                   f"(e.g. {missing[:2]}), {len(extra)} unknown (e.g. {extra[:2]})")
-    unknown = sorted(set(labels) - set(CLASSES))
-    if unknown:
-        hint = (": write class names, not class numbers (CLASSES[k])"
-                if all(u.lstrip("-").isdigit() for u in unknown) else "")
-        fail(what, f"unknown labels {unknown[:3]}; valid: {list(CLASSES)}{hint}")
-    return ids, labels
+    try:
+        return parse_predictions(path.read_text(encoding="utf-8"), expected_ids)
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(what, f"{path}: {exc}")
 
 
 def check_predictions_file(path: str | Path = "predictions.csv",
@@ -313,12 +282,28 @@ def check_predictions_file(path: str | Path = "predictions.csv",
     return passed(what, f"{len(ids)} rows, header id,label, every test id once, class names")
 
 
-def check_hidden_test_f1(path: str | Path = "predictions.csv", *, bar: float,
-                         data_root: str | Path = DATA_DIR) -> bool:
-    """Pass when the macro-F1 of the predictions on the hidden test labels is at least ``bar``.
+def _is_public_test_set(data_root: Path, ids: list[str]) -> bool:
+    """Whether the test images on disk are the public ones (two of them are compared)."""
+    public = ShapesDataset(family="target", image_size=IMAGE_SIZE, seed=PUBLIC_TEST_SEED,
+                           class_counts=[TEST_PER_CLASS] * 6)
+    for k in (0, len(ids) - 1):
+        try:
+            with Image.open(data_root / "test" / ids[k]) as image:
+                disk = np.asarray(image.convert("RGB"))
+        except (OSError, IndexError):
+            return False
+        if not np.array_equal(disk, np.asarray(public.image(k).convert("RGB"))):
+            return False
+    return True
 
-    The labels come from the test seed: the grader's secret one when it set
-    ``GRADING_SECRETS``, else the public one of a student's own run.
+
+def check_hidden_test_f1(path: str | Path = "predictions.csv", *, bar: float = HIDDEN_TEST_BAR,
+                         data_root: str | Path = DATA_DIR) -> bool:
+    """Pass when the macro-F1 of the predictions on the *public* test set is at least ``bar``.
+
+    This is the student's own estimate of the hidden test. The grader never runs it: it scores
+    ``predictions.csv`` outside the kernel against a secret test set. If the test images in
+    ``data_root`` are not the public ones, the check says so instead of scoring.
 
     Example:
         >>> import tempfile
@@ -327,22 +312,19 @@ def check_hidden_test_f1(path: str | Path = "predictions.csv", *, bar: float,
         >>> check_hidden_test_f1(root / "sample_submission.csv", bar=0.5, data_root=root)
         Traceback (most recent call last):
         ...
-        lesson_utils.checks._core.CheckFailed: ❌ hidden test: macro-F1 0.0476 is below the bar 0.5 ...
+        lesson_utils.checks._core.CheckFailed: ❌ public test: macro-F1 0.0476 is below the bar 0.5 ...
     """
-    from lesson_utils.metrics import f1_score
-
-    what = "hidden test"
-    ids, labels = _read_predictions(Path(path), Path(data_root), what)
-    seed = GRADING_SECRETS.get("capstone_test_seed", PUBLIC_TEST_SEED)
-    order = read_ids(Path(data_root) / "test" / "ids.csv")
-    truth = dict(zip(order, capstone_test_labels(seed), strict=True))
-    index = {name: k for k, name in enumerate(CLASSES)}
-    y_true = torch.tensor([truth[i] for i in ids])
-    y_pred = torch.tensor([index[label] for label in labels])
-    score = float(f1_score(y_true, y_pred, num_classes=len(CLASSES), average="macro"))
-    per_class = f1_score(y_true, y_pred, num_classes=len(CLASSES), average=None)
-    detail = ", ".join(f"{c} {v:.2f}" for c, v in zip(CLASSES, per_class, strict=True))
+    what = "public test"
+    data_root = Path(data_root)
+    ids, labels = _read_predictions(Path(path), data_root, what)
+    order = read_ids(data_root / "test" / "ids.csv")
+    if not _is_public_test_set(data_root, order):
+        fail(what, f"the test images in {data_root} are not the public test set, so this "
+                   "check cannot score them (the grader judges the hidden test itself)")
+    truth = dict(zip(order, capstone_test_labels(PUBLIC_TEST_SEED), strict=True))
+    score, detail = macro_f1_report(ids, labels, truth)
     if score < bar:
         fail(what, f"macro-F1 {score:.4f} is below the bar {bar} (per class: {detail}); "
                    "look at the rare classes")
-    return passed(what, f"macro-F1 {score:.4f} >= {bar} (per class: {detail})")
+    return passed(what, f"macro-F1 {score:.4f} >= {bar} (per class: {detail}); the grader "
+                        "scores a hidden test set drawn the same way")
