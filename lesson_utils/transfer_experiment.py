@@ -32,7 +32,7 @@ from torch import nn
 from lesson_utils.data import tensor_loader
 from lesson_utils.models import TinyResNet, freeze, modes_restored, param_groups
 from lesson_utils.pretrained import load_course_backbone
-from lesson_utils.training import evaluate, fit
+from lesson_utils.training import EarlyStopping, History, evaluate, fit
 from lesson_utils.validation import check_int
 
 __all__ = [
@@ -43,6 +43,8 @@ __all__ = [
     "extract_features",
     "train_on_tensors",
     "run_strategy",
+    "epochs_for",
+    "transfer_curve",
     "summarize",
 ]
 
@@ -59,7 +61,7 @@ class TransferSettings:
     for the whole update instead of several per parameter (``benchmarks/bench_transfer.py``).
     """
 
-    lr: float = 1e-3  # scratch: every parameter
+    lr: float = 3e-3  # scratch: every parameter (random weights tolerate a larger step)
     head_lr: float = 1e-2  # frozen and finetune: the new head
     backbone_lr: float = 1e-3  # finetune: pretrained weights move 10x slower than the head
     weight_decay: float = 1e-2  # AdamW's default
@@ -67,13 +69,16 @@ class TransferSettings:
 
 @dataclass
 class TransferResult:
-    """One training run: final test accuracy and the learning curve."""
+    """One training run: final test accuracy, the learning curve and what the run cost."""
 
     strategy: str
-    accuracy: float  # test accuracy after the last epoch
+    accuracy: float  # test accuracy of the kept weights (the best validation epoch, if validated)
     epochs: list[int] = field(default_factory=list)  # epochs at which the curve was measured
     curve: list[float] = field(default_factory=list)  # test accuracy at those epochs
     seconds: float = 0.0  # wall time of the run
+    steps: int = 0  # optimizer steps taken
+    epochs_run: int = 0  # epochs trained (fewer than the budget when early stopping ended it)
+    best_epoch: int | None = None  # the epoch whose weights were kept (with a validation set)
 
 
 def _check_xy(X: torch.Tensor, y: torch.Tensor, what: str = "X, y") -> None:
@@ -144,34 +149,40 @@ def train_on_tensors(
     X_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     eval_every: int = 1,
-) -> tuple[list[int], list[float]]:
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    early_stopping: EarlyStopping | None = None,
+) -> tuple[list[int], list[float], History]:
     """Train ``model`` with cross-entropy on in-memory ``X, y``; measure test accuracy along
     the way.
 
     The course's loop (``lesson_utils.training.fit``) over ``tensor_loader(X, y)``, shuffled by a
     generator seeded with ``seed``: per mini-batch ``zero_grad``, forward, ``backward``,
-    ``step``. The learning curve is measured by a callback after the chosen epochs.
+    ``step``. The learning curve is measured by a callback after the chosen epochs. With
+    ``validation=(X_val, y_val)`` and an ``early_stopping`` on ``"val_accuracy"``, training stops
+    when validation accuracy stops improving and the best epoch's weights are kept.
 
     Returns:
-        ``(epochs, accuracies)``: test accuracy after every ``eval_every`` epochs and after the
-        last one (empty lists without a test set).
+        ``(epochs, accuracies, history)``: test accuracy after every ``eval_every`` epochs and
+        after the last one (empty lists without a test set), and ``fit``'s ``History``.
 
     Example:
         >>> _ = torch.manual_seed(0)
         >>> X, y = torch.randn(40, 2), torch.arange(40) % 2
         >>> X[:, 0] += 3 * y  # class 1 is shifted: learnable
         >>> model = nn.Linear(2, 2)
-        >>> epochs, accs = train_on_tensors(model, X, y, optimizer=torch.optim.SGD(
+        >>> epochs, accs, history = train_on_tensors(model, X, y, optimizer=torch.optim.SGD(
         ...     model.parameters(), lr=0.5), num_epochs=4, batch_size=8, X_test=X, y_test=y,
         ...     eval_every=2)
-        >>> epochs, accs[-1] > 0.9
-        ([2, 4], True)
+        >>> epochs, accs[-1] > 0.9, len(history)
+        ([2, 4], True, 4)
     """
     _check_xy(X, y)
     num_epochs = check_int("num_epochs", num_epochs, minimum=1)
     eval_every = check_int("eval_every", eval_every, minimum=1)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
+    if early_stopping is not None and validation is None:
+        raise ValueError("early_stopping needs validation=(X_val, y_val) to watch")
     epochs: list[int] = []
     accuracies: list[float] = []
 
@@ -184,9 +195,14 @@ def train_on_tensors(
 
     train = tensor_loader(X, y, batch_size=batch_size,
                           generator=torch.Generator().manual_seed(seed))
-    fit(model, train, None, nn.CrossEntropyLoss(), optimizer, num_epochs=num_epochs,
-        progress=False, callbacks=[learning_curve])
-    return epochs, accuracies
+    val = None
+    if validation is not None:
+        _check_xy(*validation, "validation")
+        val = tensor_loader(*validation, batch_size=1024)
+    history = fit(model, train, val, nn.CrossEntropyLoss(), optimizer, num_epochs=num_epochs,
+                  progress=False, callbacks=[learning_curve], early_stopping=early_stopping,
+                  monitor="val_accuracy" if val is not None else None)
+    return epochs, accuracies, history
 
 
 def run_strategy(
@@ -201,9 +217,12 @@ def run_strategy(
     batch_size: int,
     seed: int,
     settings: TransferSettings | None = None,
-    features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    features: Sequence[torch.Tensor] | None = None,
     eval_every: int = 1,
     checkpoint: str | None = None,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    patience: int | None = None,
+    min_epochs: int = 0,
 ) -> TransferResult:
     """Train one strategy on ``X, y`` and measure it on ``X_test, y_test``.
 
@@ -212,31 +231,62 @@ def run_strategy(
         X, y: training images ``(N, 3, H, W)`` and labels ``(N,)``.
         X_test, y_test: test images and labels.
         num_classes: outputs of the head.
-        num_epochs, batch_size: the training budget, equal for every strategy.
+        num_epochs, batch_size: the training budget (with ``patience``: the most epochs).
         seed: initialisation of new weights and the shuffling order.
         settings: learning rates (``TransferSettings()`` by default).
-        features: for ``"frozen"``, precomputed backbone features of ``X`` and ``X_test``
-            (``extract_features``); computed here when omitted.
+        features: for ``"frozen"``, precomputed backbone features (``extract_features``) of
+            ``X`` and ``X_test`` (and of the validation images, third); computed when omitted.
         eval_every: measure the learning curve every this many epochs.
         checkpoint: the course checkpoint (default: the committed one).
+        validation: ``(X_val, y_val)``, a held-out split to pick the epoch by.
+        patience: with ``validation``, stop when validation accuracy has not improved for this
+            many epochs and keep the best epoch's weights (early stopping).
+        min_epochs: never stop before this many epochs (e.g. the fine-tune budget, so that a
+            scratch baseline gets at least as many steps).
 
     Returns:
-        A ``TransferResult``. For ``"frozen"`` the curve is that of the head on the features,
-        which equals the frozen model's.
+        A ``TransferResult``: test accuracy of the kept weights, the curve, steps and epochs run.
+        For ``"frozen"`` the curve is that of the head on the features, which equals the frozen
+        model's.
 
     Example:
         >>> from lesson_utils.data import ShapesDataset, tensors_from
         >>> X, y = tensors_from(ShapesDataset(24, family="target", image_size=16))
         >>> result = run_strategy("frozen", X, y, X, y, num_classes=6, num_epochs=2,
         ...                       batch_size=8, seed=0)
-        >>> result.strategy, result.epochs, 0.0 <= result.accuracy <= 1.0
-        ('frozen', [1, 2], True)
+        >>> result.strategy, result.epochs, result.steps, 0.0 <= result.accuracy <= 1.0
+        ('frozen', [1, 2], 6, True)
     """
     settings = settings or TransferSettings()
     _check_xy(X, y, "X, y")
     _check_xy(X_test, y_test, "X_test, y_test")
+    if patience is not None and validation is None:
+        raise ValueError("patience needs validation=(X_val, y_val) to watch")
+    stopping = None if patience is None else EarlyStopping(
+        "val_accuracy", patience=patience, start_from_epoch=min_epochs)
     start = time.perf_counter()
     torch.manual_seed(seed)  # the new head's (or the whole scratch model's) initial weights
+    model, optimizer, inputs = _setup(strategy, X, X_test, validation, num_classes, settings,
+                                      features, checkpoint)
+    X_in, X_test_in, val_in = inputs
+    epochs, curve, history = train_on_tensors(
+        model, X_in, y, optimizer=optimizer, num_epochs=num_epochs, batch_size=batch_size,
+        seed=seed, X_test=X_test_in, y_test=y_test, eval_every=eval_every,
+        validation=None if val_in is None else (val_in, validation[1]),  # type: ignore[index]
+        early_stopping=stopping)
+    accuracy = evaluate(model, tensor_loader(X_test_in, y_test, batch_size=1024), None)["accuracy"]
+    return TransferResult(strategy, accuracy, epochs, curve, time.perf_counter() - start,
+                          steps=len(history) * math.ceil(len(y) / batch_size),
+                          epochs_run=len(history), best_epoch=history.best_epoch)
+
+
+def _setup(strategy: str, X: torch.Tensor, X_test: torch.Tensor,
+           validation: tuple[torch.Tensor, torch.Tensor] | None, num_classes: int,
+           settings: TransferSettings, features: Sequence[torch.Tensor] | None,
+           checkpoint: str | None) -> tuple[nn.Module, torch.optim.Optimizer, list[Any]]:
+    """The model to train, its optimizer, and its inputs (train, test, validation): images, or
+    for ``"frozen"`` the backbone's features (the head is what trains)."""
+    images = [X, X_test, None if validation is None else validation[0]]
     if strategy == "scratch":
         model: nn.Module = TinyResNet(num_classes)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
@@ -244,20 +294,19 @@ def run_strategy(
     elif strategy == "frozen":
         model = load_course_backbone(num_classes, checkpoint=checkpoint)
         freeze(model.backbone)
-        if features is None:
-            features = (extract_features(model.backbone, X), extract_features(model.backbone,
-                                                                               X_test))
-        train_features, test_features = features
-        if len(train_features) != len(y) or len(test_features) != len(y_test):
-            raise ValueError(f"features must match X and X_test: got {len(train_features)} and "
-                             f"{len(test_features)} rows for {len(y)} and {len(y_test)} labels")
+        given = list(features or [])
+        if given and len(given) != sum(x is not None for x in images):
+            raise ValueError(f"features must hold one tensor per image set (train, test"
+                             f"{', validation' if validation else ''}), got {len(given)}")
+        inputs = [None if x is None else (given.pop(0) if given else
+                                          extract_features(model.backbone, x)) for x in images]
+        for x, f in zip(images, inputs):
+            if x is not None and len(f) != len(x):
+                raise ValueError(f"features must match their images: got {len(f)} rows for "
+                                 f"{len(x)} images")
         optimizer = torch.optim.AdamW(model.head.parameters(), lr=settings.head_lr,
                                       weight_decay=settings.weight_decay, fused=True)
-        epochs, curve = train_on_tensors(
-            model.head, train_features, y, optimizer=optimizer, num_epochs=num_epochs,
-            batch_size=batch_size, seed=seed, X_test=test_features, y_test=y_test,
-            eval_every=eval_every)
-        return TransferResult(strategy, curve[-1], epochs, curve, time.perf_counter() - start)
+        return model.head, optimizer, inputs
     elif strategy == "finetune":
         model = load_course_backbone(num_classes, checkpoint=checkpoint)
         optimizer = torch.optim.AdamW(
@@ -268,12 +317,88 @@ def run_strategy(
     # channels_last (N, H, W, C in memory) is the layout oneDNN's CPU convolutions work in; the
     # numbers are the same up to float rounding.
     model = model.to(memory_format=torch.channels_last)
-    X = X.contiguous(memory_format=torch.channels_last)
-    X_test = X_test.contiguous(memory_format=torch.channels_last)
-    epochs, curve = train_on_tensors(
-        model, X, y, optimizer=optimizer, num_epochs=num_epochs, batch_size=batch_size,
-        seed=seed, X_test=X_test, y_test=y_test, eval_every=eval_every)
-    return TransferResult(strategy, curve[-1], epochs, curve, time.perf_counter() - start)
+    inputs = [None if x is None else x.contiguous(memory_format=torch.channels_last)
+              for x in images]
+    return model, optimizer, inputs
+
+
+def epochs_for(num_images: int, batch_size: int, steps: int) -> int:
+    """Epochs that give about ``steps`` optimizer steps on ``num_images`` (at least 1).
+
+    Example:
+        >>> epochs_for(1800, 32, 400), epochs_for(30, 32, 400)
+        (8, 400)
+    """
+    return max(1, math.ceil(steps / math.ceil(num_images / batch_size)))
+
+
+def transfer_curve(
+    pool: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    sizes: Sequence[int],
+    seeds: Sequence[int],
+    strategies: Sequence[str] = STRATEGIES,
+    batch_size: int = 32,
+    steps: int = 300,
+    scratch_factor: int = 4,
+    patience_steps: int = 200,
+    settings: TransferSettings | None = None,
+    checkpoint: str | None = None,
+) -> list[dict[str, Any]]:
+    """Test accuracy against training images per class, for each strategy and seed.
+
+    Every run keeps the epoch with the best accuracy on ``validation`` and stops when it has not
+    improved for about ``patience_steps`` optimizer steps (early stopping; counted in steps,
+    because an epoch of 30 images is one step and one of 1,800 is 57). Frozen and fine-tune get about ``steps`` optimizer steps at most; the scratch
+    baseline gets ``scratch_factor`` times as many at most and never stops before the fine-tune
+    run of the same size and seed did, so it is not starved. The frozen head trains on features
+    computed once.
+
+    Returns:
+        One row per run: ``strategy``, ``per_class``, ``seed``, ``accuracy``, ``steps``,
+        ``epochs_run``, ``best_epoch``, ``seconds``.
+
+    Example:
+        >>> from lesson_utils.data import ShapesDataset, tensors_from
+        >>> data = tensors_from(ShapesDataset(60, family="target", image_size=16))
+        >>> rows = transfer_curve(data, data, data, sizes=[2], seeds=[0], strategies=["frozen"],
+        ...                       steps=4, patience_steps=2)
+        >>> [(r["strategy"], r["per_class"], r["steps"]) for r in rows]
+        [('frozen', 2, 4)]
+    """
+    X, y = pool
+    num_classes = int(y.max()) + 1
+    cached = None
+    if "frozen" in strategies:
+        backbone = load_course_backbone(num_classes, checkpoint=checkpoint).backbone
+        cached = [extract_features(backbone, x) for x in (X, test[0], validation[0])]
+    rows: list[dict[str, Any]] = []
+    for per_class in sizes:
+        for seed in seeds:
+            idx = per_class_subset(y, per_class, seed=seed)
+            budget = epochs_for(len(idx), batch_size, steps)
+            patience = epochs_for(len(idx), batch_size, patience_steps)
+            finetune_epochs = 0
+            for strategy in sorted(strategies, key=lambda name: name == "scratch"):
+                scratch = strategy == "scratch"
+                features = None if cached is None else [cached[0][idx], cached[1], cached[2]]
+                result = run_strategy(
+                    strategy, X[idx], y[idx], *test, num_classes=num_classes,
+                    num_epochs=budget * (scratch_factor if scratch else 1),
+                    batch_size=batch_size, seed=seed, settings=settings,
+                    features=features if strategy == "frozen" else None,
+                    eval_every=budget * scratch_factor, checkpoint=checkpoint,
+                    validation=validation, patience=patience,
+                    min_epochs=finetune_epochs if scratch else 0)
+                if strategy == "finetune":
+                    finetune_epochs = result.epochs_run
+                rows.append({"strategy": strategy, "per_class": per_class, "seed": seed,
+                             "accuracy": result.accuracy, "steps": result.steps,
+                             "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                             "seconds": round(result.seconds, 2)})
+    return rows
 
 
 def summarize(rows: Iterable[Mapping[str, Any]], *, by: Sequence[str],

@@ -581,6 +581,59 @@ def test_train_on_tensors_checks_its_input():
                          num_epochs=0, batch_size=2)
 
 
+def test_run_strategy_early_stopping_keeps_the_best_epoch_and_counts_steps():
+    from lesson_utils.data import ShapesDataset, tensors_from
+
+    X, y = tensors_from(ShapesDataset(24, family="target", image_size=COURSE_IMAGE_SIZE))
+    Xv, yv = tensors_from(ShapesDataset(12, family="target", image_size=COURSE_IMAGE_SIZE, seed=1))
+    common = {"num_classes": 6, "batch_size": 8, "seed": 0, "validation": (Xv, yv)}
+    result = run_strategy("scratch", X, y, X, y, num_epochs=30, patience=2, **common)
+    assert result.epochs_run < 30 and result.steps == 3 * result.epochs_run
+    assert result.epochs_run == result.best_epoch + 2  # stopped 2 epochs after the best
+    # min_epochs: a baseline is never stopped before the budget of what it is compared with
+    longer = run_strategy("scratch", X, y, X, y, num_epochs=30, patience=2, min_epochs=12,
+                          **common)
+    assert longer.epochs_run >= 12
+    frozen = run_strategy("frozen", X, y, X, y, num_epochs=4, patience=10, **common)
+    assert frozen.epochs_run == 4 and frozen.steps == 12
+    with pytest.raises(ValueError, match="patience needs validation"):
+        run_strategy("frozen", X, y, X, y, num_classes=6, num_epochs=2, batch_size=8, seed=0,
+                     patience=2)
+
+
+def test_early_stopping_start_from_epoch():
+    from lesson_utils.training import EarlyStopping, fit
+
+    torch.manual_seed(0)
+    X, y = torch.randn(16, 2), torch.arange(16) % 2   # labels unrelated to X: val never improves
+    loader = [(X, y)]
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing changes: the first epoch is best
+    short = fit(model, loader, loader, nn.CrossEntropyLoss(), opt, num_epochs=20, progress=False,
+                early_stopping=EarlyStopping("val_loss", patience=2))
+    late = fit(model, loader, loader, nn.CrossEntropyLoss(), opt, num_epochs=20, progress=False,
+               early_stopping=EarlyStopping("val_loss", patience=2, start_from_epoch=9))
+    assert len(short) == 3 and len(late) == 9
+    with pytest.raises(ValueError, match="start_from_epoch"):
+        EarlyStopping(start_from_epoch=-1)
+
+
+def test_transfer_curve_rows_and_fair_scratch_budget():
+    from lesson_utils.data import ShapesDataset, tensors_from
+    from lesson_utils.transfer_experiment import epochs_for, transfer_curve
+
+    data = tensors_from(ShapesDataset(36, family="target", image_size=COURSE_IMAGE_SIZE))
+    rows = transfer_curve(data, data, data, sizes=[2, 4], seeds=[0], steps=6, patience_steps=2)
+    assert [(r["strategy"], r["per_class"]) for r in rows] == [  # scratch after fine-tune
+        ("frozen", 2), ("finetune", 2), ("scratch", 2), ("frozen", 4), ("finetune", 4),
+        ("scratch", 4)]
+    by = {(r["strategy"], r["per_class"]): r for r in rows}
+    for size in (2, 4):
+        assert by[("scratch", size)]["epochs_run"] >= by[("finetune", size)]["epochs_run"]
+        assert by[("finetune", size)]["steps"] <= 6 + epochs_for(6 * size, 32, 6)
+    assert epochs_for(1, 32, 5) == 5
+
+
 def test_summarize_matches_torch_std():
     values = [0.5, 0.7, 0.8, 0.65]
     rows = [{"case": "a", "strategy": "s", "accuracy": v} for v in values]

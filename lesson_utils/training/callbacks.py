@@ -34,6 +34,8 @@ class EarlyStopping:
         patience: epochs without improvement before stopping.
         min_delta: an improvement must beat the best value by more than this.
         restore_best_weights: load the best epoch's weights into the model when training ends.
+        start_from_epoch: never stop before this many epochs have run (a fair baseline gets at
+            least the step budget of what it is compared with).
 
     Example:
         >>> EarlyStopping("val_accuracy", patience=3).resolved_mode
@@ -47,6 +49,7 @@ class EarlyStopping:
     patience: int = 5
     min_delta: float = 0.0
     restore_best_weights: bool = True
+    start_from_epoch: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.monitor, str) or not self.monitor:
@@ -55,6 +58,7 @@ class EarlyStopping:
         check_choice("mode", self.mode, (None, "min", "max"))
         check_int("patience", self.patience, minimum=1)
         check_number("min_delta", self.min_delta, minimum=0)
+        check_int("start_from_epoch", self.start_from_epoch, minimum=0)
 
     @property
     def resolved_mode(self) -> Mode:

@@ -188,7 +188,8 @@ class _FitRun:
     @property
     def stopped(self) -> bool:
         stopping = self.settings.early_stopping
-        return stopping is not None and self.wait >= stopping.patience
+        return (stopping is not None and self.wait >= stopping.patience
+                and len(self.history) >= stopping.start_from_epoch)
 
     def open_bar(self) -> None:
         """One bar over every batch of the run; its postfix shows the last epoch's metrics."""
