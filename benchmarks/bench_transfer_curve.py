@@ -21,29 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
-from lesson_utils.data import DigitsDataset, ShapesDataset, tensors_from  # noqa: E402
-from lesson_utils.pretrained import COURSE_IMAGE_SIZE  # noqa: E402
-from lesson_utils.transfer_experiment import per_class_subset, transfer_curve  # noqa: E402
-
-S = COURSE_IMAGE_SIZE
-
-
-def tasks(ceiling_per_class: int) -> dict[str, dict]:
-    """Pool, validation and test tensors of both tasks; shapes pools are as large as asked."""
-    shapes = {"pool": tensors_from(ShapesDataset(6 * ceiling_per_class, family="target",
-                                                 image_size=S, seed=10)),
-              "validation": tensors_from(ShapesDataset(600, family="target", image_size=S,
-                                                       seed=11)),
-              "test": tensors_from(ShapesDataset(1200, family="target", image_size=S, seed=12))}
-    X, y = tensors_from(DigitsDataset(image_size=S))
-    test = per_class_subset(y, 50, seed=0)
-    rest = torch.ones(len(y), dtype=torch.bool)
-    rest[test] = False
-    left = torch.nonzero(rest).flatten()
-    val = left[per_class_subset(y[left], 20, seed=1)]
-    rest[val] = False
-    digits = {"pool": (X[rest], y[rest]), "validation": (X[val], y[val]), "test": (X[test], y[test])}
-    return {"similar": shapes, "dissimilar": digits}
+from lesson_utils.transfer_experiment import transfer_curve, transfer_tasks  # noqa: E402
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -70,7 +48,7 @@ def main() -> None:
     sizes = {"similar": [5, 50] if args.quick else [5, 10, 20, 50, 100, 300],
              "dissimilar": [5, 50] if args.quick else [5, 10, 20, 50, 100]}
     ceiling = {"similar": 200 if args.quick else 1000, "dissimilar": None}
-    data = tasks(ceiling["similar"])
+    data = transfer_tasks(ceiling["similar"])
     results: dict = {"seeds": seeds, "tasks": {}}
     for name, task in data.items():
         started = time.perf_counter()
@@ -80,7 +58,7 @@ def main() -> None:
         counts = torch.bincount(pool[1]).min().item()
         top = ceiling[name] or counts
         top_rows = transfer_curve(pool, task["validation"], task["test"], sizes=[top],
-                                  seeds=seeds, strategies=["scratch"])
+                                  seeds=seeds, strategies=["scratch"], scratch_factor=10)
         results["tasks"][name] = {
             "classes": int(pool[1].max()) + 1, "chance": round(1 / (int(pool[1].max()) + 1), 4),
             "curve": summary(rows), "ceiling": summary(top_rows)[0], "runs": rows + top_rows,

@@ -20,10 +20,13 @@ notebook's time budget.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -43,8 +46,10 @@ __all__ = [
     "extract_features",
     "train_on_tensors",
     "run_strategy",
+    "transfer_tasks",
     "epochs_for",
     "transfer_curve",
+    "read_transfer_curve",
     "summarize",
 ]
 
@@ -300,7 +305,7 @@ def _setup(strategy: str, X: torch.Tensor, X_test: torch.Tensor,
                              f"{', validation' if validation else ''}), got {len(given)}")
         inputs = [None if x is None else (given.pop(0) if given else
                                           extract_features(model.backbone, x)) for x in images]
-        for x, f in zip(images, inputs):
+        for x, f in zip(images, inputs, strict=True):
             if x is not None and len(f) != len(x):
                 raise ValueError(f"features must match their images: got {len(f)} rows for "
                                  f"{len(x)} images")
@@ -320,6 +325,45 @@ def _setup(strategy: str, X: torch.Tensor, X_test: torch.Tensor,
     inputs = [None if x is None else x.contiguous(memory_format=torch.channels_last)
               for x in images]
     return model, optimizer, inputs
+
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def transfer_tasks(shapes_per_class: int = 300, *, image_size: int | None = None,
+                   ) -> dict[str, dict[str, Split]]:
+    """Lesson 02's two target tasks as in-memory ``(X, y)`` splits: ``pool`` (training images
+    are drawn from it), ``validation`` (to pick the epoch) and ``test``.
+
+    * ``"similar"``: the Shapes target family (6 new shapes, the same kind of picture as the
+      backbone's source family): a pool of ``shapes_per_class`` images per class, 100 per class
+      for validation, 200 for testing, each from its own seed.
+    * ``"dissimilar"``: scikit-learn's handwritten digits (10 classes): 50 per class for
+      testing, 20 for validation, the rest (about 104 per class) is the pool.
+
+    Example:
+        >>> tasks = transfer_tasks(2)
+        >>> {name: tuple(t["pool"][0].shape) for name, t in tasks.items()}
+        {'similar': (12, 3, 16, 16), 'dissimilar': (1097, 3, 16, 16)}
+    """
+    from lesson_utils.data import DigitsDataset, ShapesDataset, tensors_from
+    from lesson_utils.pretrained import COURSE_IMAGE_SIZE
+
+    size = COURSE_IMAGE_SIZE if image_size is None else image_size
+    shapes_per_class = check_int("shapes_per_class", shapes_per_class, minimum=1)
+    shapes = {name: tensors_from(ShapesDataset(6 * n, family="target", image_size=size, seed=seed))
+              for name, n, seed in (("pool", shapes_per_class, 10), ("validation", 100, 11),
+                                    ("test", 200, 12))}
+    X, y = tensors_from(DigitsDataset(image_size=size))
+    test = per_class_subset(y, 50, seed=0)
+    left = torch.ones(len(y), dtype=torch.bool)
+    left[test] = False
+    rest = torch.nonzero(left).flatten()
+    val = rest[per_class_subset(y[rest], 20, seed=1)]
+    left[val] = False
+    digits = {"pool": (X[left], y[left]), "validation": (X[val], y[val]),
+              "test": (X[test], y[test])}
+    return {"similar": shapes, "dissimilar": digits}
 
 
 def epochs_for(num_images: int, batch_size: int, steps: int) -> int:
@@ -344,6 +388,7 @@ def transfer_curve(
     steps: int = 300,
     scratch_factor: int = 4,
     patience_steps: int = 200,
+    min_epoch_steps: int = 10,
     settings: TransferSettings | None = None,
     checkpoint: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -351,7 +396,9 @@ def transfer_curve(
 
     Every run keeps the epoch with the best accuracy on ``validation`` and stops when it has not
     improved for about ``patience_steps`` optimizer steps (early stopping; counted in steps,
-    because an epoch of 30 images is one step and one of 1,800 is 57). Frozen and fine-tune get about ``steps`` optimizer steps at most; the scratch
+    because an epoch of 30 images is one step and one of 1,800 is 57). A training set smaller
+    than ``min_epoch_steps`` batches is repeated within an epoch, so validation runs every
+    ``min_epoch_steps`` steps or more, not after every step. Frozen and fine-tune get about ``steps`` optimizer steps at most; the scratch
     baseline gets ``scratch_factor`` times as many at most and never stops before the fine-tune
     run of the same size and seed did, so it is not starved. The frozen head trains on features
     computed once.
@@ -364,7 +411,7 @@ def transfer_curve(
         >>> from lesson_utils.data import ShapesDataset, tensors_from
         >>> data = tensors_from(ShapesDataset(60, family="target", image_size=16))
         >>> rows = transfer_curve(data, data, data, sizes=[2], seeds=[0], strategies=["frozen"],
-        ...                       steps=4, patience_steps=2)
+        ...                       steps=4, patience_steps=2, min_epoch_steps=1)
         >>> [(r["strategy"], r["per_class"], r["steps"]) for r in rows]
         [('frozen', 2, 4)]
     """
@@ -378,6 +425,7 @@ def transfer_curve(
     for per_class in sizes:
         for seed in seeds:
             idx = per_class_subset(y, per_class, seed=seed)
+            idx = idx.repeat(math.ceil(min_epoch_steps * batch_size / len(idx)))
             budget = epochs_for(len(idx), batch_size, steps)
             patience = epochs_for(len(idx), batch_size, patience_steps)
             finetune_epochs = 0
@@ -399,6 +447,27 @@ def transfer_curve(
                              "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                              "seconds": round(result.seconds, 2)})
     return rows
+
+
+#: Where ``benchmarks/bench_transfer_curve.py`` writes the curve lesson 02 plots.
+TRANSFER_CURVE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "transfer_curve.json"
+
+
+def read_transfer_curve(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The committed transfer curve (``benchmarks/bench_transfer_curve.py``): when and where it was
+    measured, the seeds, and per task the ``curve`` rows (strategy, per_class, mean, std, steps),
+    the ``ceiling`` and every run.
+
+    Example:
+        >>> report = read_transfer_curve()
+        >>> sorted(report["tasks"]), len(report["seeds"]) >= 3
+        (['dissimilar', 'similar'], True)
+    """
+    path = Path(TRANSFER_CURVE if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no transfer curve at {path}; make it with "
+                                f"`python benchmarks/bench_transfer_curve.py` (about 15 minutes)")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def summarize(rows: Iterable[Mapping[str, Any]], *, by: Sequence[str],

@@ -623,7 +623,8 @@ def test_transfer_curve_rows_and_fair_scratch_budget():
     from lesson_utils.transfer_experiment import epochs_for, transfer_curve
 
     data = tensors_from(ShapesDataset(36, family="target", image_size=COURSE_IMAGE_SIZE))
-    rows = transfer_curve(data, data, data, sizes=[2, 4], seeds=[0], steps=6, patience_steps=2)
+    rows = transfer_curve(data, data, data, sizes=[2, 4], seeds=[0], steps=6, patience_steps=2,
+                          min_epoch_steps=1)
     assert [(r["strategy"], r["per_class"]) for r in rows] == [  # scratch after fine-tune
         ("frozen", 2), ("finetune", 2), ("scratch", 2), ("frozen", 4), ("finetune", 4),
         ("scratch", 4)]
@@ -632,6 +633,10 @@ def test_transfer_curve_rows_and_fair_scratch_budget():
         assert by[("scratch", size)]["epochs_run"] >= by[("finetune", size)]["epochs_run"]
         assert by[("finetune", size)]["steps"] <= 6 + epochs_for(6 * size, 32, 6)
     assert epochs_for(1, 32, 5) == 5
+    # a tiny training set is repeated: an epoch has at least min_epoch_steps steps
+    repeated = transfer_curve(data, data, data, sizes=[2], seeds=[0], strategies=["frozen"],
+                              steps=6, patience_steps=2, batch_size=4, min_epoch_steps=3)
+    assert repeated[0]["steps"] % 3 == 0 and repeated[0]["steps"] >= 6
 
 
 def test_summarize_matches_torch_std():
@@ -709,25 +714,6 @@ def test_check_finetune_optimizer():
 
 # ----------------------------------------------------------------------------- plots
 
-def test_plot_transfer_bars_groups_bars_and_marks_variants():
-    from lesson_utils.plotting import plot_transfer_bars
-    from lesson_utils.plotting.transfer import _STRATEGY_COLORS
-
-    rows = [{"case": c, "strategy": s, "mean": m, "std": 0.01}
-            for c in ("a", "b") for s, m in (("frozen", 0.5), ("frozen x10", 0.6))]
-    ax = plot_transfer_bars(rows, chance={"a": 0.1})
-    assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-    frozen, variant = ax.patches[0], ax.patches[2]
-    assert frozen.get_hatch() is None and variant.get_hatch() == "//"
-    assert frozen.get_facecolor()[:3] == variant.get_facecolor()[:3]  # same colour, hatched
-    import matplotlib.colors as mcolors
-    assert mcolors.to_hex(frozen.get_facecolor()) == mcolors.to_hex(_STRATEGY_COLORS["frozen"])
-    with pytest.raises(ValueError, match="'mean'"):
-        plot_transfer_bars([{"case": "a", "strategy": "s"}])
-    with pytest.raises(ValueError, match="empty"):
-        plot_transfer_bars([])
-
-
 def test_plot_transfer_curves_mean_and_band():
     from lesson_utils.plotting import plot_transfer_curves
 
@@ -741,3 +727,19 @@ def test_plot_transfer_curves_mean_and_band():
 
 def _is_frozen(module) -> bool:
     return count_parameters(module, trainable_only=True) == 0
+
+
+def test_plot_transfer_by_size_one_line_per_strategy_with_chance_and_ceiling():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lesson_utils.plotting import plot_transfer_by_size
+
+    rows = [{"strategy": s, "per_class": n, "mean": m, "std": 0.02}
+            for s, base in (("scratch", 0.2), ("frozen", 0.5)) for n, m in ((5, base), (50, base + 0.2))]
+    ax = plot_transfer_by_size(rows, chance=0.1, ceiling=0.9)
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == ["scratch", "frozen", "chance", "ceiling (scratch, much data)"]
+    assert ax.get_xscale() == "log" and ax.lines[1].get_ydata().tolist() == [0.5, 0.7]
+    with pytest.raises(ValueError, match="empty"):
+        plot_transfer_by_size([])

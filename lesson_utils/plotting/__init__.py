@@ -23,7 +23,10 @@ from lesson_utils.plotting.metrics import (
 from lesson_utils.plotting.scaling import plot_scaling_times
 from lesson_utils.plotting.schedules import plot_lr_traces, plot_val_loss_curve, schedule_color
 from lesson_utils.plotting.training import plot_history
-from lesson_utils.plotting.transfer import plot_transfer_bars, plot_transfer_curves
+from lesson_utils.plotting.transfer import (
+    plot_transfer_by_size,
+    plot_transfer_curves,
+)
 
 __all__ = [
     "new_axes",
@@ -35,8 +38,8 @@ __all__ = [
     "plot_pr_curve",
     "plot_confusion_matrix",
     "plot_operating_point",
-    "plot_transfer_bars",
     "plot_transfer_curves",
+    "plot_transfer_by_size",
     "plot_focal_curves",
     "plot_focal_downweighting",
     "plot_class_counts",
