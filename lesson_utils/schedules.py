@@ -409,7 +409,8 @@ class ScheduleSettings:
 
 
 def compare_schedules(names: Sequence[ScheduleName], settings: ScheduleSettings | None = None,
-                      *, val_loss: Sequence[float] | None = None) -> dict[str, list[float]]:
+                      *, val_loss: Sequence[float] | None = None,
+                      cache: dict[tuple, list[float]] | None = None) -> dict[str, list[float]]:
     """LR traces of several schedules under one ``ScheduleSettings`` (per epoch).
 
     Args:
@@ -417,6 +418,10 @@ def compare_schedules(names: Sequence[ScheduleName], settings: ScheduleSettings 
         settings: the knobs; ``ScheduleSettings()`` when None.
         val_loss: the validation-loss curve ``plateau`` reacts to; by default
             ``synthetic_val_loss(settings.num_epochs)``.
+        cache: a dict to keep between calls (a widget's): a trace whose inputs (name, length,
+            base LR, that scheduler's own arguments, the loss ``plateau`` watched) did not change
+            since the last call is taken from it instead of running torch's scheduler again. It
+            keeps only the traces of the last call.
 
     Returns:
         ``{name: trace}`` in the order of ``names``.
@@ -425,6 +430,11 @@ def compare_schedules(names: Sequence[ScheduleName], settings: ScheduleSettings 
         >>> traces = compare_schedules(["step", "cosine"], ScheduleSettings(num_epochs=60))
         >>> [round(traces["step"][i], 4) for i in (0, 29, 30, 59)]
         [0.1, 0.1, 0.01, 0.01]
+        >>> cache = {}
+        >>> _ = compare_schedules(["step", "cosine"], ScheduleSettings(gamma=0.1), cache=cache)
+        >>> _ = compare_schedules(["step", "cosine"], ScheduleSettings(gamma=0.5), cache=cache)
+        >>> sorted(key[0] for key in cache)  # cosine reused, step computed again
+        ['cosine', 'step']
     """
     if settings is None:
         settings = ScheduleSettings()
@@ -436,11 +446,23 @@ def compare_schedules(names: Sequence[ScheduleName], settings: ScheduleSettings 
     if len(set(names)) != len(names):
         raise ValueError(f"names must not repeat a schedule, got {names}")
     traces: dict[str, list[float]] = {}
+    used: dict[tuple, list[float]] = {}
     for name in names:
         metrics = None
         if name == "plateau":
             metrics = (val_loss if val_loss is not None
                        else synthetic_val_loss(settings.num_epochs))
-        traces[name] = lr_trace(name, num_epochs=settings.num_epochs, base_lr=settings.base_lr,
-                                metrics=metrics, **settings.kwargs_for(name))
+        kwargs = settings.kwargs_for(name)
+        key = (name, settings.num_epochs, settings.base_lr, repr(sorted(kwargs.items())),
+               None if metrics is None else tuple(float(m) for m in metrics))
+        if cache is not None and key in cache:
+            trace = cache[key]
+        else:
+            trace = lr_trace(name, num_epochs=settings.num_epochs, base_lr=settings.base_lr,
+                             metrics=metrics, **kwargs)
+        used[key] = trace
+        traces[name] = list(trace)  # a copy: the caller may change it
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
     return traces

@@ -382,6 +382,30 @@ def test_compare_schedules_equals_individual_traces():
     assert cut[6] == pytest.approx(0.01)
 
 
+def test_compare_schedules_cache_reuses_only_unchanged_traces(monkeypatch):
+    import lesson_utils.schedules as schedules_module
+
+    names = ["constant", "step", "exponential", "cosine", "plateau"]
+    cache: dict = {}
+    first = compare_schedules(names, ScheduleSettings(num_epochs=40), cache=cache)
+    calls = []
+    real = schedules_module.lr_trace
+    monkeypatch.setattr(schedules_module, "lr_trace",
+                        lambda name, **kw: calls.append(name) or real(name, **kw))
+    moved = ScheduleSettings(num_epochs=40, gamma=0.5)          # the gamma slider
+    again = compare_schedules(names, moved, cache=cache)
+    assert calls == ["step", "exponential"]                      # only what gamma feeds
+    assert again == compare_schedules(names, moved)              # the same as without a cache
+    assert again["cosine"] == first["cosine"] and again["step"] != first["step"]
+    again["cosine"][0] = -1.0                                    # the caller's copy, not the cache's
+    assert compare_schedules(["cosine"], moved, cache=cache)["cosine"][0] == first["cosine"][0]
+    assert len(cache) == 1                                       # only the last call's traces
+    calls.clear()
+    compare_schedules(["plateau"], moved, val_loss=[1.0] * 40, cache=cache)
+    compare_schedules(["plateau"], moved, val_loss=[1.0] * 39 + [0.5], cache=cache)
+    assert calls == ["plateau", "plateau"]                       # another loss: traced again
+
+
 def test_compare_schedules_errors():
     with pytest.raises(ValueError, match="must not repeat"):
         compare_schedules(["step", "step"])

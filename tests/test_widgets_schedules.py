@@ -21,6 +21,7 @@ from lesson_utils.widgets import (  # noqa: E402
     SchedulerPlayground,
     scheduler_playground,
 )
+from lesson_utils.widgets._figure import BlitPNG  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -123,6 +124,15 @@ def test_selecting_schedules_adds_and_removes_lines(pg):
     assert "0 schedules" in pg.status.value
 
 
+def test_the_legend_is_kept_while_its_labels_stay(pg):
+    legend = pg.lr_ax.get_legend()
+    pg.controls["gamma"].value = 0.5
+    assert pg.lr_ax.get_legend() is legend                  # same labels: not typeset again
+    pg.controls["schedules"].value = ("step", "cosine")
+    assert pg.lr_ax.get_legend() is not legend
+    assert [t.get_text() for t in pg.lr_ax.get_legend().get_texts()] == ["step", "cosine"]
+
+
 def test_log_axis_checkbox(pg):
     assert pg.lr_ax.get_yscale() == "linear"
     pg.controls["log_y"].value = True
@@ -135,6 +145,56 @@ def test_one_figure_is_reused(pg):
         pg.controls["step_size"].value = value
     assert pg.figure is figure and list(pg.figure.axes) == axes
     assert len(pg.lr_ax.lines) == len(PLAYGROUND_SCHEDULES)
+
+
+def _canvas(pg) -> np.ndarray:
+    return np.asarray(pg.figure.canvas.buffer_rgba()).astype(int)
+
+
+def assert_looks_like_a_fresh_render(pg):
+    """The canvas the PNG was made from vs drawing everything again: the same image, up to
+    ticks moved by far less than a pixel (limits kept to a ten-thousandth of the axis)."""
+    shown = _canvas(pg)
+    BlitPNG(pg.figure).render([*pg.lr_ax.lines, *pg.loss_ax.lines])
+    difference = np.abs(shown - _canvas(pg))
+    assert difference.max() <= 8 and (difference > 0).mean() < 1e-3, (
+        f"{(difference > 0).sum()} values differ, by up to {difference.max()}")
+
+
+@pytest.mark.parametrize("control, value", [("gamma", 0.5), ("step_size", 7), ("patience", 2),
+                                            ("T_0", 9), ("factor", 0.3)])
+def test_a_slider_that_keeps_the_axes_redraws_only_the_lines(pg, control, value):
+    full_renders = pg.png.full_renders
+    pg.controls[control].value = value
+    assert pg.png.full_renders == full_renders, f"{control} redrew the whole figure"
+    assert_looks_like_a_fresh_render(pg)
+
+
+@pytest.mark.parametrize("control, value, legends_again", [
+    ("num_epochs", 90, False), ("base_lr", 0.01, False), ("log_y", True, False),
+    ("schedules", ("step", "cosine"), True)])
+def test_a_control_that_changes_the_axes_redraws_them(pg, control, value, legends_again):
+    full_renders, legend_renders = pg.png.full_renders, pg.png.legend_renders
+    pg.controls[control].value = value
+    assert pg.png.full_renders == full_renders + 1
+    assert pg.png.legend_renders == legend_renders + legends_again
+    assert_looks_like_a_fresh_render(pg)
+
+
+def test_layout_plot_on_top_then_caption_then_controls(pg):
+    import ipywidgets as W
+
+    image, status, controls = pg.ui.children
+    assert image is pg.image and status is pg.status and isinstance(controls, W.HBox)
+    width, _ = pg.figure.canvas.get_width_height()
+    assert image.layout.width == f"{width}px" and image.layout.max_width == "100%"
+    assert controls.layout.flex_flow == "row wrap"  # columns wrap on a narrow screen
+    shown = [c for box in controls.children for c in box.children]
+    assert all(c in shown for c in pg.controls.values())
+    for name, control in pg.controls.items():  # sliders cannot shrink and cut their readouts
+        if isinstance(control, (W.IntSlider, W.FloatSlider, W.FloatLogSlider)):
+            assert control.layout.flex == "0 0 auto", name
+            assert control.style.description_width == "120px", name
 
 
 def test_warmup_note_for_schedules_that_cannot_take_it(pg):

@@ -103,10 +103,15 @@ def plot_lr_traces(traces: Mapping[str, Sequence[float]], *,
     ax.set_ylabel("learning rate")
     if title is not None:
         ax.set_title(title)
+    current = ax.get_legend()
+    texts = [labels.get(name, name) for name in arrays]
     if arrays and legend:  # outside the axes, so no schedule hides behind it
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    elif ax.get_legend() is not None:
-        ax.get_legend().remove()
+        if (current is None or current.get_gid() != _LR_GID + "legend"
+                or [t.get_text() for t in current.get_texts()] != texts):
+            new = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+            new.set_gid(_LR_GID + "legend")  # its own: kept while the labels stay the same
+    elif current is not None:
+        current.remove()
     return ax
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,7 +17,7 @@ from lesson_utils.schedules import (
     compare_schedules,
     synthetic_val_loss,
 )
-from lesson_utils.widgets._figure import display, widget_figure, widgets_available
+from lesson_utils.widgets._figure import BlitPNG, display, widget_figure, widgets_available
 
 __all__ = ["PLAYGROUND_SCHEDULES", "SchedulerPlayground", "scheduler_playground"]
 
@@ -28,6 +27,11 @@ PLAYGROUND_SCHEDULES: tuple[str, ...] = (
 # slider name -> ScheduleSettings field; every slider feeds exactly one setting.
 _SETTING_CONTROLS = ("num_epochs", "base_lr", "step_size", "gamma", "T_max", "eta_min", "T_0",
                      "warmup_epochs", "patience", "factor")
+# The sliders in two columns under the plot: the run and StepLR; cosine and plateau.
+_COLUMNS = (("num_epochs", "base_lr", "warmup_epochs", "step_size", "gamma"),
+            ("T_max", "eta_min", "T_0", "patience", "factor"))
+FIGSIZE = (8.4, 4.9)  # inches; at DPI a 756 x 441 px plot that fits a 1280 px wide JupyterLab
+DPI = 90
 
 
 class SchedulerPlayground:
@@ -39,7 +43,9 @@ class SchedulerPlayground:
     loss that ``plateau`` reacts to). A redraw moves the existing lines' data
     (``Line2D.set_data``) and, in interactive mode, renders the figure to PNG into one
     ``ipywidgets.Image``, which works in every Jupyter frontend without a matplotlib widget
-    backend.
+    backend. When the axes keep their limits (most sliders), only the lines are drawn again
+    on the cached rest of the figure (``BlitPNG``). The plot sits on top, its caption under it,
+    and the controls under that in columns that wrap on a narrow screen.
 
     Attributes:
         figure, lr_ax, loss_ax: the matplotlib figure and its two axes.
@@ -84,7 +90,7 @@ class SchedulerPlayground:
         self.lr_ax, self.loss_ax = self.figure.subplots(
             2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
         # fixed margins: a layout engine would measure every text on each redraw (slow)
-        self.figure.subplots_adjust(left=0.08, right=0.73, top=0.94, bottom=0.09, hspace=0.1)
+        self.figure.subplots_adjust(left=0.09, right=0.74, top=0.93, bottom=0.1, hspace=0.1)
         self.loss_ax.yaxis.set_major_locator(MaxNLocator(4))
         self.controls: dict[str, Any] = {}
         self.image: Any = None
@@ -93,20 +99,24 @@ class SchedulerPlayground:
         self.traces: dict[str, list[float]] = {}
         self.val_loss: list[float] = []
         self.last_update_s = 0.0
+        self._trace_cache: dict[tuple, list[float]] = {}  # a slider recomputes only its schedules
+        self.png = BlitPNG(self.figure) if interactive else None
         if interactive:
             self._build_widgets()
         self.redraw()
 
     @staticmethod
     def _new_figure(interactive: bool) -> Any:
-        return widget_figure((9.5, 5.6), interactive=interactive)
+        return widget_figure(FIGSIZE, interactive=interactive, dpi=DPI)
 
     def _build_widgets(self) -> None:
         import ipywidgets as W
 
         s = self.settings
-        style = {"description_width": "110px"}
-        layout = W.Layout(width="330px")
+        # Room for the longest label ("plateau patience") and for every readout ("1.0e-1"):
+        # a squeezed slider cuts its readout ("1.0" shown as "1.").
+        style = {"description_width": "120px"}
+        layout = W.Layout(width="320px", flex="0 0 auto")
 
         def slider(cls: Any, description: str, value: Any, **kw: Any) -> Any:
             return cls(value=value, description=description, continuous_update=False,
@@ -114,8 +124,8 @@ class SchedulerPlayground:
 
         self.controls = {
             "schedules": W.SelectMultiple(options=list(SCHEDULE_NAMES), value=self.schedules,
-                                          rows=len(SCHEDULE_NAMES), description="schedules",
-                                          style=style, layout=layout),
+                                          rows=len(SCHEDULE_NAMES),
+                                          layout=W.Layout(width="200px", flex="0 0 auto")),
             "num_epochs": slider(W.IntSlider, "epochs", s.num_epochs, min=10, max=200),
             "base_lr": slider(W.FloatLogSlider, "base LR", s.base_lr, base=10, min=-4, max=0,
                               step=0.1, readout_format=".1e"),
@@ -130,15 +140,24 @@ class SchedulerPlayground:
             "patience": slider(W.IntSlider, "plateau patience", s.patience, min=0, max=30),
             "factor": slider(W.FloatSlider, "plateau factor", s.factor, min=0.05, max=0.95,
                              step=0.05),
-            "log_y": W.Checkbox(value=self.log_y, description="log y axis", style=style,
-                                layout=layout),
+            "log_y": W.Checkbox(value=self.log_y, description="log y axis", indent=False,
+                                layout=W.Layout(width="200px")),
         }
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
-        self.image = W.Image(format="png", layout=W.Layout(width="760px"))
-        self.status = W.HTML()
-        self.ui = W.HBox([W.VBox(list(self.controls.values())),
-                          W.VBox([self.image, self.status])])
+        width, _ = self.figure.canvas.get_width_height()
+        # Shown at its drawn size (sharp text), narrower only where the notebook is.
+        self.image = W.Image(format="png",
+                             layout=W.Layout(width=f"{width}px", max_width="100%", height="auto"))
+        self.status = W.HTML(layout=W.Layout(width=f"{width}px", max_width="100%"))
+        schedules = W.VBox([W.Label("schedules"), self.controls["schedules"],
+                            self.controls["log_y"]], layout=W.Layout(flex="0 0 auto"))
+        columns = [W.VBox([self.controls[name] for name in names],
+                          layout=W.Layout(flex="0 0 auto")) for names in _COLUMNS]
+        controls = W.HBox([schedules, *columns],
+                          layout=W.Layout(flex_flow="row wrap", align_items="flex-start",
+                                          grid_gap="4px 12px"))
+        self.ui = W.VBox([self.image, self.status, controls])
         self.ui.add_class("lesson-scheduler-playground")
 
     def read_controls(self) -> tuple[tuple[str, ...], ScheduleSettings, bool]:
@@ -159,7 +178,8 @@ class SchedulerPlayground:
         try:
             names, settings, log_y = self.read_controls()
             val_loss = synthetic_val_loss(settings.num_epochs)
-            traces = compare_schedules(names, settings, val_loss=val_loss)
+            traces = compare_schedules(names, settings, val_loss=val_loss,
+                                       cache=self._trace_cache)
         except (ValueError, TypeError) as exc:  # e.g. a slider combination torch refuses
             self._set_status(f"<b style='color:#b00020'>not drawn:</b> "
                              f"{html.escape(str(exc))}")
@@ -169,16 +189,17 @@ class SchedulerPlayground:
         plot_lr_traces(traces, num_epochs=settings.num_epochs, log=log_y, ax=self.lr_ax)
         self.lr_ax.set_xlabel("")  # the shared x axis is labelled underneath
         plot_val_loss_curve(val_loss, plateau_lr=traces.get("plateau"), ax=self.loss_ax)
-        if self.image is not None:
-            buffer = io.BytesIO()
-            self.figure.savefig(buffer, format="png", dpi=80, pil_kwargs={"compress_level": 1})
-            self.image.value = buffer.getvalue()
+        what = ""
+        if self.image is not None and self.png is not None:
+            full_renders = self.png.full_renders
+            self.image.value = self.png.render([*self.lr_ax.lines, *self.loss_ax.lines])
+            what = " (axes and lines)" if self.png.full_renders > full_renders else " (lines only)"
         self.last_update_s = time.perf_counter() - start
         skipped = [n for n in ("plateau", "onecycle") if n in names and settings.warmup_epochs]
         note = (f"; no warmup for {' and '.join(skipped)} (see build_scheduler)"
                 if skipped else "")
         self._set_status(f"{len(names)} schedules x {settings.num_epochs} epochs, redrawn in "
-                         f"{1000 * self.last_update_s:.0f} ms{note}")
+                         f"{1000 * self.last_update_s:.0f} ms{what}{note}")
 
     def _set_status(self, text: str) -> None:
         if self.status is not None:

@@ -7,6 +7,14 @@ dirs), opens the notebook, runs all cells, waits for the playground, moves the "
 slider with the keyboard, and checks that the plot image changed (element screenshots before
 and after). Any error output fails it. Everything it starts is shut down at the end.
 
+It also checks the layout a student sees at 1400 px wide: no slider readout or label is clipped
+(``scrollWidth <= clientWidth``), no two controls, the plot or the caption overlap, and the plot is
+not squeezed. It measures the update time in the browser (key press -> new plot decoded and
+painted) for a slider that keeps the axes ("step size") and one that rescales them ("epochs"),
+and saves ``playground.png`` (a screenshot to look at) and ``playground_browser.json`` (the
+timings) under ``$LESSON_BROWSER_OUTPUT`` (default ``runs/browser/``). Times are reported, not
+asserted: speed is measured, never tested.
+
 Without /usr/bin/chromium (or $LESSON_CHROMIUM), or without the playwright package, it is
 skipped, except with CI=true, where it fails: CI must prove the playground works in a browser.
 """
@@ -28,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "04_optimizers_schedulers.ipynb"
 # Debian's chromium package; LESSON_CHROMIUM points elsewhere (another system's Chromium).
 CHROMIUM = Path(os.environ.get("LESSON_CHROMIUM", "/usr/bin/chromium"))
+OUTPUT = Path(os.environ.get("LESSON_BROWSER_OUTPUT", ROOT / "runs" / "browser"))
+VIEWPORT = {"width": 1400, "height": 1000}  # the width the layout problems were reported at
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]
@@ -78,6 +88,63 @@ ERROR_OUTPUTS = """() => [...document.querySelectorAll(
     .map(e => e.textContent.slice(0, 500))"""
 
 IMAGE_LOADED = """(img) => img.complete && img.naturalWidth > 0"""
+
+# Resolves with the ms from the next key press to the plot's new image being decoded and painted.
+ARM_UPDATE_TIMER = """([img, timeoutMs]) => {
+    const oldSrc = img.src;
+    window.__lessonUpdate = new Promise((resolve) => {
+        let t0 = null;
+        document.addEventListener('keydown', () => { t0 = performance.now(); },
+                                  {capture: true, once: true});
+        const observer = new MutationObserver(() => {
+            if (img.src === oldSrc || t0 === null) return;
+            observer.disconnect();
+            img.decode().catch(() => null).then(() => requestAnimationFrame(
+                () => resolve(performance.now() - t0)));
+        });
+        observer.observe(img, {attributes: true, attributeFilter: ['src']});
+        setTimeout(() => resolve(null), timeoutMs);
+    });
+}"""
+
+# What a student would see as broken: clipped readouts or labels, overlapping pieces, a squeezed
+# plot, a playground wider than the notebook.
+LAYOUT_PROBLEMS = """(root) => {
+    const shown = (el) => el.getClientRects().length > 0;
+    const text = (el) => (el.textContent || el.tagName).trim().slice(0, 40);
+    const problems = [];
+    for (const el of root.querySelectorAll('.widget-readout, .widget-label')) {
+        if (shown(el) && el.scrollWidth > el.clientWidth) {
+            problems.push(`clipped ${el.className.split(' ')[0]} "${text(el)}": `
+                          + `scrollWidth ${el.scrollWidth} > clientWidth ${el.clientWidth}`);
+        }
+    }
+    const parts = [...root.querySelectorAll(
+        '.widget-readout, .widget-label, .noUi-target, select, input, img, .widget-html-content')]
+        .filter(shown);
+    for (let i = 0; i < parts.length; i++) {
+        for (let j = i + 1; j < parts.length; j++) {
+            const [a, b] = [parts[i], parts[j]];
+            if (a.contains(b) || b.contains(a)) continue;
+            const [r, s] = [a.getBoundingClientRect(), b.getBoundingClientRect()];
+            const w = Math.min(r.right, s.right) - Math.max(r.left, s.left);
+            const h = Math.min(r.bottom, s.bottom) - Math.max(r.top, s.top);
+            if (w > 1 && h > 1) problems.push(`"${text(a)}" overlaps "${text(b)}" (${w.toFixed(0)} x ${h.toFixed(0)} px)`);
+        }
+    }
+    const img = root.querySelector('img');
+    if (img && img.getBoundingClientRect().width < 0.98 * img.naturalWidth) {
+        problems.push(`plot squeezed: shown ${img.getBoundingClientRect().width.toFixed(0)} px `
+                      + `wide, drawn ${img.naturalWidth} px`);
+    }
+    const area = root.closest('.jp-OutputArea-output') || root.parentElement;
+    if (root.getBoundingClientRect().right > area.getBoundingClientRect().right + 1) {
+        problems.push(`playground wider than the output area `
+                      + `(${root.getBoundingClientRect().width.toFixed(0)} px vs `
+                      + `${area.getBoundingClientRect().width.toFixed(0)} px)`);
+    }
+    return problems;
+}"""
 
 
 @pytest.fixture
@@ -162,7 +229,54 @@ def _run_all_and_move_slider(page, url: str, num_cells: int,
     assert "redrawn in" in status and "not drawn" not in status, status
     errors = page.evaluate(ERROR_OUTPUTS)
     assert not errors, f"errors after moving the slider: {errors}"
+    timings["measured"] = _check_layout_and_measure(page, playground)
+    errors = page.evaluate(ERROR_OUTPUTS)
+    assert not errors, f"errors after measuring the updates: {errors}"
     return old_value, new_value
+
+
+def _slider(page, playground, label: str):
+    exact = re.compile(rf"^\s*{re.escape(label)}\s*$")  # "epochs", not "warmup epochs"
+    return playground.locator(".widget-slider").filter(
+        has=page.locator(".widget-label", has_text=exact))
+
+
+def _update_times_ms(page, playground, label: str,
+                     presses: int) -> tuple[list[float], list[str]]:
+    """Press ArrowRight on a slider ``presses`` times: the browser's time for each update (ms),
+    and the kernel's own account of it from the caption ("redrawn in 9 ms (lines only)")."""
+    image = playground.locator("img").first
+    status = playground.locator(".widget-html").last
+    handle = _slider(page, playground, label).locator(".noUi-handle")
+    times, kernel = [], []
+    for _ in range(presses):
+        page.evaluate(ARM_UPDATE_TIMER, [image.element_handle(), REDRAW_S * 1000])
+        handle.focus()
+        handle.press("ArrowRight")
+        ms = page.evaluate("() => window.__lessonUpdate")
+        assert ms is not None, f"no new plot {REDRAW_S} s after moving {label!r}"
+        times.append(round(ms, 1))
+        page.wait_for_timeout(300)  # let the caption arrive and the kernel settle
+        match = re.search(r"redrawn in (\d+ ms(?: \([a-z ]+\))?)", status.inner_text())
+        kernel.append(match.group(1) if match else "?")
+    return times, kernel
+
+
+def _check_layout_and_measure(page, playground) -> dict:
+    """Layout asserts, the update times, and the screenshot to look at."""
+    problems = page.evaluate(LAYOUT_PROBLEMS, playground.element_handle())
+    result = {"viewport": VIEWPORT, "layout_problems": problems, "updates_ms": {}, "kernel": {},
+              "load_average": os.getloadavg()}
+    for label, presses in (("step size", 7), ("epochs", 5)):
+        result["updates_ms"][label], result["kernel"][label] = _update_times_ms(
+            page, playground, label, presses)
+    result["median_update_ms"] = {k: sorted(v)[len(v) // 2] for k, v in result["updates_ms"].items()}
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    playground.scroll_into_view_if_needed()
+    playground.screenshot(path=str(OUTPUT / "playground.png"))
+    result["screenshot"] = str(OUTPUT / "playground.png")
+    (OUTPUT / "playground_browser.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 PROMPTS = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')]
@@ -180,7 +294,7 @@ def test_playground_redraws_in_a_real_browser(lab, tmp_path):
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1600, "height": 1000})
+            args=CHROMIUM_ARGS, viewport=VIEWPORT)
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.on("pageerror", lambda exc: page_errors.append(str(exc)[:300]))
@@ -200,5 +314,12 @@ def test_playground_redraws_in_a_real_browser(lab, tmp_path):
         finally:
             context.close()
     timings["total"] = time.monotonic() - start
+    measured = timings.pop("measured")
     print("browser test timings (s):", {k: round(v, 1) for k, v in timings.items()},
           f"| step size {old_value} -> {new_value} | page errors: {page_errors or 'none'}")
+    print("update in the browser, key press -> new plot painted (ms):", measured["updates_ms"],
+          "| median:", measured["median_update_ms"], "| in the kernel:", measured["kernel"],
+          "| load average:", measured["load_average"], "| screenshot:", measured["screenshot"])
+    assert not measured["layout_problems"], (
+        "the playground's layout is broken at 1400 px (look at "
+        f"{measured['screenshot']}):\n" + "\n".join(measured["layout_problems"]))
