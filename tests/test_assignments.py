@@ -320,7 +320,7 @@ def test_exercise_plan_roles_and_slice():
 
 # ----------------------------------------------------------------------------- the kernel engine
 
-def test_run_cells_timeout_kills_the_kernel_and_its_children(tmp_path):
+def test_run_cells_timeout_kills_the_kernel_and_its_children(tmp_path, alive):
     nb = new_notebook(cells=[
         new_code_cell("import subprocess, sys\n"
                       "child = subprocess.Popen([sys.executable, '-c', "
@@ -335,16 +335,7 @@ def test_run_cells_timeout_kills_the_kernel_and_its_children(tmp_path):
     assert run.cells[2].status == "not run"
     pid = int(run.cells[0].stdout)
     time.sleep(0.5)
-    assert not _alive(pid), "the child process outlived the kernel"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")  # a zombie is dead
+    assert not alive(pid), "the child process outlived the kernel"
 
 
 def test_run_cells_offline_guard_reply_status_and_output_cap(tmp_path):

@@ -58,15 +58,6 @@ CORPUS = load_corpus()
 ROOT = Path(__file__).parents[1]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
-
-
 def _submission(cheat: Cheat, solved, unsolved, source: Path):
     nb = copy.deepcopy(solved if cheat.base == "solved" else unsolved)
     stem = str(source)[: -len(".ipynb")]
@@ -137,12 +128,12 @@ def test_cheat_gets_its_expected_outcome(cheat, corpus_rows):
     assert row["status"] == "ok", row["reason"]
 
 
-def test_a_process_that_escaped_the_kernel_was_killed(corpus_rows):
+def test_a_process_that_escaped_the_kernel_was_killed(corpus_rows, alive):
     review = corpus_rows["c08_fork_outlives_kernel"]["review"]
     pids = [int(p) for p in re.findall(r"pid (\d+)", review)]
     assert pids
     time.sleep(0.2)
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
 
 
 # ----------------------------------------------------------------------------- static review
