@@ -1,4 +1,6 @@
-"""lesson_utils.schedules: every trace equals the LR of a real torch training loop."""
+"""lesson_utils.schedules: every trace equals the LR of a real torch training loop.
+
+(Lesson 04's self-checks are tested in tests/test_checks_schedules.py.)"""
 
 from __future__ import annotations
 
@@ -434,78 +436,3 @@ def test_random_settings_match_torch(step_size, gamma, T_max, num_epochs, warmup
                                    num_epochs=num_epochs)
     assert lr_trace("cosine", num_epochs=num_epochs, base_lr=BASE_LR, T_max=T_max,
                     warmup_epochs=warmup) == expected
-
-
-# ---- self-checks (lesson_utils.checks.schedules) ----
-
-from lesson_utils.checks import CheckFailed  # noqa: E402
-from lesson_utils.checks.schedules import (  # noqa: E402
-    check_step_decay,
-    check_training_loop,
-    check_warmup_cosine,
-)
-
-
-def test_check_step_decay_passes_and_fails_with_a_hint(capsys):
-    assert check_step_decay(lambda e, *, base_lr, step_size, gamma:
-                            base_lr * gamma ** (e // step_size))
-    assert "✅" in capsys.readouterr().out
-    with pytest.raises(CheckFailed, match="integer division"):
-        check_step_decay(lambda e, *, base_lr, step_size, gamma: base_lr * gamma ** (e / step_size))
-    with pytest.raises(CheckFailed, match="forget to `return`"):
-        check_step_decay(lambda e, *, base_lr, step_size, gamma: None)
-    with pytest.raises(CheckFailed, match="raised ZeroDivisionError"):
-        check_step_decay(lambda e, *, base_lr, step_size, gamma: 1 / 0)
-
-
-def _warmup_cosine(e, *, base_lr, warmup_epochs, num_epochs, eta_min):
-    if e < warmup_epochs:
-        return base_lr * (e + 1) / (warmup_epochs + 1)
-    t, T = e - warmup_epochs, num_epochs - warmup_epochs
-    return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / T)) / 2
-
-
-def test_check_warmup_cosine(capsys):
-    assert check_warmup_cosine(_warmup_cosine)
-    with pytest.raises(CheckFailed, match="during warmup"):
-        check_warmup_cosine(lambda e, **kw: _warmup_cosine(e, **kw) if e >= kw["warmup_epochs"]
-                            else kw["base_lr"] * e / kw["warmup_epochs"])
-    with pytest.raises(CheckFailed, match="after warmup the cosine starts again"):
-        check_warmup_cosine(lambda e, *, base_lr, warmup_epochs, num_epochs, eta_min:
-                            _warmup_cosine(e, base_lr=base_lr, warmup_epochs=warmup_epochs,
-                                           num_epochs=num_epochs + warmup_epochs,
-                                           eta_min=eta_min))
-
-
-def _loop(order="right", stepping="auto"):
-    def loop(model, X, y, optimizer, scheduler, *, num_epochs, batch_size):
-        lrs = []
-        per_step = is_per_step(scheduler) if stepping == "auto" else stepping == "batch"
-        for _ in range(num_epochs):
-            for i in range(0, len(X), batch_size):
-                lrs.append(optimizer.param_groups[0]["lr"])
-                optimizer.zero_grad()
-                loss = torch.nn.functional.cross_entropy(model(X[i:i + batch_size]),
-                                                         y[i:i + batch_size])
-                loss.backward()
-                if order == "wrong" and per_step:
-                    scheduler.step()
-                optimizer.step()
-                if order == "right" and per_step:
-                    scheduler.step()
-            if not per_step:
-                scheduler.step()
-        return lrs
-    return loop
-
-
-def test_check_training_loop():
-    assert check_training_loop(_loop())
-    with pytest.raises(CheckFailed, match="Call optimizer.step\\(\\) first"):
-        check_training_loop(_loop(order="wrong"))
-    with pytest.raises(CheckFailed, match="StepLR counts epochs"):
-        check_training_loop(_loop(stepping="batch"))
-    with pytest.raises(CheckFailed, match="OneCycleLR is a per-batch schedule"):
-        check_training_loop(_loop(stepping="epoch"))
-    with pytest.raises(CheckFailed, match="return the list of LRs"):
-        check_training_loop(lambda *a, **k: None)

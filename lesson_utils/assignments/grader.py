@@ -236,7 +236,7 @@ def grading_plan(path: str | os.PathLike,
     Example:
         >>> plan = grading_plan("notebooks/01_models.ipynb")
         >>> [(c.grade_id, c.points) for c in plan.cells][:2]
-        [('01-count-trainable-check', 1), ('01-buffer-names-check', 1)]
+        [('01-centered-mlp-check', 1), ('01-port-state-dict-check', 1)]
     """
     path = Path(path)
     nb = read_notebook(path)

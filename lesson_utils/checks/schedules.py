@@ -1,7 +1,8 @@
 """Self-checks for lesson 04 (optimizers and LR schedulers).
 
-Each checker takes the student's function, runs it on a few settings, and compares it with the
-real torch scheduler through ``lesson_utils.schedules.lr_trace``.
+Each checker takes the student's answer (a prediction, a function, a loop), runs or compares it
+with the real torch scheduler through ``lesson_utils.schedules.lr_trace``, and names the usual
+misreading when it is wrong.
 """
 
 from __future__ import annotations
@@ -16,38 +17,161 @@ import torch
 from lesson_utils.checks._core import call_for_number, fail, passed
 from lesson_utils.schedules import build_scheduler, is_per_step, lr_trace
 
-__all__ = ["check_step_decay", "check_warmup_cosine", "check_training_loop"]
+__all__ = ["PREDICTION_CASES", "prediction_traces", "check_lr_predictions", "check_warmup_cosine",
+           "check_training_loop"]
 
 
 _call = call_for_number
 
-def _compare(what: str, got: list[float], expected: list[float], hint: str) -> None:
-    for epoch, (g, e) in enumerate(zip(got, expected, strict=True)):
-        if not math.isclose(g, e, rel_tol=1e-6, abs_tol=1e-12):
-            fail(what, f"epoch {epoch}: expected {e:.6g}, got {g:.6g}. {hint}")
+
+# ----------------------------------------------------------------------------- predict, then verify
+
+# The three setups of lesson 04's prediction exercise: base LR 0.1, 8 epochs, the scheduler
+# stepped once per epoch after optimizer.step() (plateau with the validation loss of the epoch).
+PREDICTION_EPOCHS = 8
+PREDICTION_BASE_LR = 0.1
+PREDICTION_CASES: dict[str, dict[str, Any]] = {
+    "warmup_step": {"name": "step", "step_size": 3, "gamma": 0.1, "warmup_epochs": 2},
+    "plateau": {"name": "plateau", "patience": 1, "factor": 0.5,
+                "metrics": [1.0, 0.9, 0.9, 0.95, 0.85, 0.9, 0.9, 0.9]},
+    "cosine_short": {"name": "cosine", "T_max": 4},
+}
+_TOLERANCE = 1e-3  # predictions written to 3 decimals pass
+
+_SHIFT_HINT = ("you wrote each epoch's LR one epoch early. The LR in effect during epoch e is "
+               "the one before that epoch's scheduler.step(): epoch 0 runs at the optimizer's "
+               "LR (or the warmup's first value), and a change made at the end of epoch e "
+               "shows from epoch e + 1")
+_REGION_HINTS = {
+    "warmup_step": ("during the warmup LinearLR climbs in equal steps from base_lr / "
+                    "(warmup_epochs + 1) and reaches base_lr at epoch warmup_epochs",
+                    "after the warmup, SequentialLR starts StepLR at its own epoch 0: it drops "
+                    "the LR every step_size epochs counted from the end of the warmup"),
+    "plateau": ("ReduceLROnPlateau multiplies the LR by factor once the loss has not improved "
+                "(strictly) for more than patience epochs, then counts again from zero",) * 2,
+    "cosine_short": ("up to T_max the LR follows half a cosine: eta_min + (base_lr - eta_min) "
+                     "* (1 + cos(pi * t / T_max)) / 2",
+                     "CosineAnnealingLR is not clamped at T_max: the cosine goes on, so past "
+                     "T_max the LR climbs back up. Set T_max to the length of the run"),
+}
 
 
-def check_step_decay(fn: Callable[..., float]) -> bool:
-    """Check ``fn(epoch, *, base_lr, step_size, gamma)`` against torch's ``StepLR``.
+def _plateau_trace(metrics: list[float], *, patience: int, factor: float,
+                   ties_improve: bool = False, cut_at_patience: bool = False) -> list[float]:
+    """ReduceLROnPlateau by hand (mode min, threshold 1e-4 rel), or one of two misreadings."""
+    lr, best, bad, trace = PREDICTION_BASE_LR, math.inf, 0, []
+    for loss in metrics:
+        trace.append(lr)
+        improved = loss <= best if ties_improve else loss < best * (1 - 1e-4)
+        best, bad = (loss, 0) if improved else (best, bad + 1)
+        if bad >= patience + (0 if cut_at_patience else 1):
+            lr, bad = lr * factor, 0
+    return trace
+
+
+def _known_mistakes(case: str, expected: list[float]) -> list[tuple[list[float], str]]:
+    """What a usual misreading of ``case`` predicts, with the hint that explains it."""
+    if case == "warmup_step":
+        c = PREDICTION_CASES[case]
+        w, base = c["warmup_epochs"], PREDICTION_BASE_LR
+        from_zero = [v if e < w else base * c["gamma"] ** (e // c["step_size"])
+                     for e, v in enumerate(expected)]
+        ramp_from_0 = [base * e / w if e < w else v for e, v in enumerate(expected)]
+        return [(from_zero, "StepLR's clock does not start at epoch 0 of training: "
+                            "SequentialLR starts StepLR when the warmup ends, so its first "
+                            "drop comes step_size epochs later (epoch 5, not epoch 3)"),
+                (ramp_from_0, "the warmup does not start at 0 (a whole epoch without "
+                              "learning): LinearLR starts at base_lr * start_factor, here "
+                              "base_lr / (warmup_epochs + 1)")]
+    if case == "plateau":
+        c = PREDICTION_CASES[case]
+        kw = {"patience": c["patience"], "factor": c["factor"]}
+        return [(_plateau_trace(c["metrics"], ties_improve=True, **kw),
+                 "an equal loss is not an improvement: the comparison is strict (and needs a "
+                 "relative gain of threshold=1e-4), so a repeated 0.9 counts as a bad epoch"),
+                (_plateau_trace(c["metrics"], cut_at_patience=True, **kw),
+                 "patience=1 tolerates one bad epoch: the LR is cut only when the number of "
+                 "bad epochs in a row is more than patience, not equal to it"),
+                (_plateau_trace(c["metrics"], ties_improve=True, cut_at_patience=True, **kw),
+                 "two misreadings at once: an equal loss is not an improvement (the "
+                 "comparison is strict), and the cut waits for more than patience bad epochs")]
+    t_max = PREDICTION_CASES[case]["T_max"]
+    return [([v if e <= t_max else 0.0 for e, v in enumerate(expected)],
+             _REGION_HINTS[case][1]),
+            ([expected[e % t_max] for e in range(len(expected))],
+             "that is CosineAnnealingWarmRestarts: plain CosineAnnealingLR never jumps back "
+             "to base_lr, it climbs back along the cosine")]
+
+
+def _close(got: list[float], expected: list[float]) -> bool:
+    return len(got) == len(expected) and all(
+        math.isclose(g, e, rel_tol=0, abs_tol=_TOLERANCE) for g, e in zip(got, expected, strict=True))
+
+
+def _prediction_hint(case: str, got: list[float], expected: list[float]) -> str:
+    if _close(got[:-1], expected[1:]):
+        return _SHIFT_HINT
+    for mistake, hint in _known_mistakes(case, expected):
+        if _close(got, mistake):
+            return hint
+    first = next(e for e, (g, x) in enumerate(zip(got, expected, strict=True))
+                 if not math.isclose(g, x, rel_tol=0, abs_tol=_TOLERANCE))
+    boundary = {"warmup_step": PREDICTION_CASES["warmup_step"]["warmup_epochs"],
+                "cosine_short": PREDICTION_CASES["cosine_short"]["T_max"] + 1}.get(case, 0)
+    return f"epoch {first} is the first wrong one; " + _REGION_HINTS[case][first >= boundary]
+
+
+def _as_predictions(what: str, predicted: Any) -> dict[str, list[float]]:
+    if not isinstance(predicted, dict):
+        fail(what, f"expected a dict {{case: list of {PREDICTION_EPOCHS} LRs}} with the keys "
+                   f"{list(PREDICTION_CASES)}, got {type(predicted).__name__}")
+    missing = [k for k in PREDICTION_CASES if k not in predicted]
+    if missing:
+        fail(what, f"missing the case(s) {missing}; the keys are {list(PREDICTION_CASES)}")
+    out = {}
+    for case in PREDICTION_CASES:
+        try:
+            values = [float(v) for v in predicted[case]]
+        except (TypeError, ValueError):
+            fail(what, f"{case}: expected a list of {PREDICTION_EPOCHS} numbers, got "
+                       f"{predicted[case]!r}")
+        if len(values) != PREDICTION_EPOCHS:
+            fail(what, f"{case}: expected {PREDICTION_EPOCHS} LRs (epochs 0 to "
+                       f"{PREDICTION_EPOCHS - 1}), got {len(values)}")
+        out[case] = values
+    return out
+
+
+def prediction_traces() -> dict[str, list[float]]:
+    """The true LR of each ``PREDICTION_CASES`` setup, from the real torch schedulers.
 
     Example:
-        >>> check_step_decay(lambda epoch, *, base_lr, step_size, gamma:
-        ...                  base_lr * gamma ** (epoch // step_size))
-        ✅ step decay: equals torch's StepLR on 3 settings
+        >>> [round(v, 3) for v in prediction_traces()["warmup_step"]]
+        [0.033, 0.067, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01]
+    """
+    return {case: lr_trace(num_epochs=PREDICTION_EPOCHS, base_lr=PREDICTION_BASE_LR, **kwargs)
+            for case, kwargs in PREDICTION_CASES.items()}
+
+
+def check_lr_predictions(predicted: Any) -> bool:
+    """Check predicted LRs (``{case: [LR during epoch 0, ..., 7]}``) for ``PREDICTION_CASES``
+    against the real torch schedulers, and explain the misreading behind a wrong prediction.
+
+    Example:
+        >>> check_lr_predictions({k: [round(v, 3) for v in t]
+        ...                       for k, t in prediction_traces().items()})
+        ✅ LR predictions: all 3 right (the warmup delays StepLR's clock, plateau waits for more than patience bad epochs, cosine climbs back past T_max)
         True
     """
-    what = "step decay"
-    cases = [(0.1, 3, 0.5, 10), (1.0, 1, 0.9, 6), (0.05, 10, 0.1, 35)]
-    for base_lr, step_size, gamma, num_epochs in cases:
-        expected = lr_trace("step", num_epochs=num_epochs, base_lr=base_lr,
-                            step_size=step_size, gamma=gamma)
-        got = [_call(what, fn, e, base_lr=base_lr, step_size=step_size, gamma=gamma)
-               for e in range(num_epochs)]
-        hint = (f"(base_lr={base_lr}, step_size={step_size}, gamma={gamma}) The LR is "
-                "multiplied by gamma once every step_size epochs: how many full steps have "
-                "passed at this epoch? (integer division)")
-        _compare(what, got, expected, hint)
-    return passed(what, f"equals torch's StepLR on {len(cases)} settings")
+    what = "LR predictions"
+    predicted = _as_predictions(what, predicted)
+    for case, expected in prediction_traces().items():
+        got = predicted[case]
+        if not _close(got, expected):
+            fail(what, f"{case}: the LRs are {[round(v, 4) for v in expected]}, you predicted "
+                       f"{[round(v, 4) for v in got]}: {_prediction_hint(case, got, expected)}")
+    return passed(what, "all 3 right (the warmup delays StepLR's clock, plateau waits for more "
+                        "than patience bad epochs, cosine climbs back past T_max)")
 
 
 def check_warmup_cosine(fn: Callable[..., float]) -> bool:
@@ -133,6 +257,8 @@ def check_training_loop(fn: Callable[..., Any]) -> bool:
                 warnings.simplefilter("error")
                 got = fn(model, X, y, optimizer, scheduler, num_epochs=num_epochs,
                          batch_size=batch_size)
+        except NotImplementedError:
+            fail(what, "not implemented yet: replace `raise NotImplementedError()` with your code")
         except UserWarning as exc:
             fail(what, f"torch warned: {str(exc)[:90]}... Call optimizer.step() first, then "
                        "scheduler.step()")
