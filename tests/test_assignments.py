@@ -357,7 +357,7 @@ def test_run_cells_offline_guard_reply_status_and_output_cap(tmp_path):
 # ----------------------------------------------------------------------------- the grader
 
 def test_checker_modules_are_hashed_in_dependency_order():
-    modules = checker_modules("from lesson_utils.checks.capstone import check_macro_f1")
+    modules = checker_modules("from lesson_utils.checks.capstone import check_make_criterion")
     names = [m[0] for m in modules]
     assert names[-1] == "lesson_utils.checks.capstone"
     assert names.index("lesson_utils.checks._core") < names.index("lesson_utils.checks.capstone")
@@ -656,27 +656,6 @@ def test_check_image_csv_dataset_hints(mistake, hint):
         checks.check_image_csv_dataset(_dataset_class(mistake))
 
 
-def _macro_f1(y_true, y_pred, num_classes):
-    from lesson_utils.metrics import f1_score
-
-    return f1_score(y_true, y_pred, num_classes=num_classes, average="macro")
-
-
-@pytest.mark.parametrize("fn, hint", [
-    (lambda t, p, k: (t == p).float().mean().item(), "accuracy (micro-F1)"),
-    (lambda t, p, k: __import__("lesson_utils.metrics").metrics.f1_score(
-        t, p, num_classes=k, average="weighted"), "support-weighted"),
-    (lambda t, p, k: float("nan"), "0 by 0"),
-    (lambda t, p, k: None, "forget `return`"),
-    (lambda t, p, k: _macro_f1(t, p, k) * k / torch.unique(torch.cat([t, p])).numel(),
-     "divide by num_classes"),
-])
-def test_check_macro_f1_hints(fn, hint):
-    assert checks.check_macro_f1(_macro_f1) is True
-    with pytest.raises(CheckFailed, match=re.escape(hint)):
-        checks.check_macro_f1(fn)
-
-
 def _write_predictions(path: Path, rows: list[list[str]]) -> Path:
     with open(path, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
@@ -746,7 +725,7 @@ def test_the_hidden_test_is_judged_outside_the_kernel_on_secret_labels(tmp_path)
     folder, the grader's ``/proc`` entries and, through a ``pre_run_cell`` hook, in every later
     cell's text, and would use any seed it found; failing that it copies the public labels, which
     score at chance on the secret test set (``test_grading_integrity`` checks the judge itself
-    against the secret labels). The bar the judge uses is the capstone's, 0.7."""
+    against the secret labels). The bar the judge uses is the capstone's, HIDDEN_TEST_BAR."""
     hunt = ("import csv, glob, os, re\nfrom lesson_utils.assignments.capstone import CLASSES, "
             "capstone_test_labels, read_ids\nids = read_ids(DATA / 'test' / 'ids.csv')\n"
             "def write(labels):\n    with open('predictions.csv', 'w', newline='') as f:\n"
@@ -770,7 +749,8 @@ def test_the_hidden_test_is_judged_outside_the_kernel_on_secret_labels(tmp_path)
     nbformat.write(nb, folder / "hunter.ipynb")
     (row,) = grade_submissions(folder, source=source, timeout=120, watch_repository=False)
     scores = {s.grade_id: s for s in row.notebooks[0].scores}
-    assert scores["c-hidden"].points == 0 and "below the bar 0.7" in scores["c-hidden"].message
+    assert scores["c-hidden"].points == 0
+    assert f"below the bar {capstone.HIDDEN_TEST_BAR}" in scores["c-hidden"].message
     # the hook watched the in-kernel check, so that check is not trusted either
     assert scores["c-predictions-check"].points == 0
     assert "pre_run_cell callbacks gained" in scores["c-predictions-check"].message

@@ -384,7 +384,7 @@ def test_the_capstone_judge_scores_only_against_the_secret_labels(secret_capston
     assert judge(folder).passed
     _predictions(folder, capstone.capstone_test_labels(), ids)  # the public labels
     verdict = judge(folder)
-    assert not verdict.passed and "below the bar 0.7" in verdict.message
+    assert not verdict.passed and f"below the bar {capstone.HIDDEN_TEST_BAR}" in verdict.message
     ids_file = folder / capstone.DATA_DIR / "test" / "ids.csv"
     original = ids_file.read_text()
     ids_file.write_text("id\n000.png\n")  # the judge keeps the ids it wrote

@@ -66,8 +66,10 @@ TRAIN_COUNTS: tuple[int, ...] = tuple(long_tailed_counts(len(CLASSES), 1500, 10)
 TEST_PER_CLASS = 100
 #: The test seed of a student's own run; the grader always uses a fresh secret one.
 PUBLIC_TEST_SEED = 2025
-#: The hidden test passes at this macro-F1 or above.
-HIDDEN_TEST_BAR = 0.70
+#: The hidden test passes at this macro-F1 or above. Measured on test sets drawn like the hidden
+#: one (3 seeds x 4 test sets): the instructor's solution 0.85-0.91 (mean 0.88); the same run
+#: without class weights 0.74-0.81 (mean 0.77); training the head only 0.65-0.70.
+HIDDEN_TEST_BAR = 0.80
 #: Bits of the grader's secret test seed.
 SECRET_BITS = 128
 #: The file the notebook writes in its working folder, and the hidden test judges.
@@ -284,7 +286,7 @@ def prepare_grading(workdir: str | os.PathLike, secret: int | None = None) -> di
         >>> import tempfile
         >>> judges = prepare_grading(tempfile.mkdtemp())
         >>> judges
-        {'hidden_test_f1': HiddenTestJudge(ids=('000.png', ..., '599.png'), bar=0.7)}
+        {'hidden_test_f1': HiddenTestJudge(ids=('000.png', ..., '599.png'), bar=0.8)}
     """
     if secret is None:
         secret = secrets.randbits(SECRET_BITS)
