@@ -75,5 +75,4 @@ def test_has_title_glossary_and_exercises(notebook):
     assert markdown.lstrip().startswith("# "), f"{path.name} must start with a title"
     assert "glossary" in markdown.lower(), f"{path.name} has no glossary"
     sources = "\n".join("".join(c["source"]) for c in nb["cells"])
-    if not path.name.startswith("09"):
-        assert "### BEGIN SOLUTION" in sources, f"{path.name} has no exercise"
+    assert "### BEGIN SOLUTION" in sources, f"{path.name} has no exercise"
