@@ -184,3 +184,20 @@ def test_explorer_rejects_bad_input():
         ThresholdExplorer([0, 2], [0.2, 0.8])
     with pytest.raises(ValueError, match="y_score must be 1-D"):
         ThresholdExplorer([0, 1], [[0.2, 0.8], [0.3, 0.7]])
+
+
+def test_plot_confusion_matrix_long_class_names_do_not_overlap():
+    # the capstone's six names at its figure size used to run into each other on the x axis.
+    # Tilted labels are parallel strips: they cannot touch when the distance between neighbouring
+    # strips (tick spacing x sin(angle)) exceeds the text height.
+    names = ["arrow", "crescent", "ellipse", "l_shape", "semicircle", "t_shape"]
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    plot_confusion_matrix(np.eye(6, dtype=int) * 10, class_names=names, normalize="true", ax=ax)
+    fig.canvas.draw()
+    labels = ax.get_xticklabels()
+    spacing = ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0]   # pixels per tick
+    height = labels[0].get_fontsize() * fig.dpi / 72                                  # pixels
+    angle = np.deg2rad(labels[0].get_rotation())
+    assert angle > 0, "long names must be tilted"
+    assert spacing * np.sin(angle) > 1.2 * height
+    plt.close(fig)

@@ -150,7 +150,9 @@ def plot_confusion_matrix(cm: Any, *, class_names: Sequence[str] | None = None,
             dark = shown[i, j] > 0.6 * vmax
             ax.text(j, i, text, ha="center", va="center",
                     color="white" if dark else "black", fontsize="medium")
-    ax.set_xticks(range(k), names)
+    long_names = max(len(n) for n in names) > 3          # words, not digits: tilt them so they never overlap
+    ax.set_xticks(range(k), names, rotation=30 if long_names else 0, ha="right" if long_names else "center",
+                  rotation_mode="anchor")
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
