@@ -596,6 +596,17 @@ def test_capstone_keeps_a_complete_folder_and_replaces_a_partial_one(tmp_path):
         capstone.make_capstone_data(tmp_path / "x", test_seed=-1)
 
 
+def test_capstone_rebuilds_a_folder_written_by_older_data_code(tmp_path):
+    # a student's folder from before the shapes were redrawn: complete, but of the old format
+    data = capstone.make_capstone_data(tmp_path / "data", test_seed=5)
+    (data / "READY").write_text("complete\n")              # what the first format wrote
+    stale = data / "test" / "000.png"
+    stale.write_bytes(b"old image")
+    capstone.make_capstone_data(data, test_seed=5)
+    assert stale.read_bytes() != b"old image"
+    assert (data / "READY").read_text() == capstone._READY_TEXT
+
+
 def test_the_course_backbone_takes_the_capstone_images(capstone_root):
     from lesson_utils.pretrained import load_course_backbone
 

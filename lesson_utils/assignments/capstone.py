@@ -75,6 +75,10 @@ SECRET_BITS = 128
 #: The file the notebook writes in its working folder, and the hidden test judges.
 PREDICTIONS = "predictions.csv"
 _READY = "READY"
+#: What ``READY`` holds. Bump the number whenever the images the data module draws change (the
+#: shapes were redrawn legibly in version 2): a folder written by older code is then rebuilt
+#: instead of silently training and testing on the old images.
+_READY_TEXT = "complete: capstone data format 2\n"
 
 
 def _test_set(test_seed: int) -> ShapesDataset:
@@ -90,12 +94,12 @@ def _csv(rows: list[list[Any]]) -> bytes:
 
 def make_capstone_data(root: str | os.PathLike = DATA_DIR, *,
                        test_seed: int = PUBLIC_TEST_SEED) -> Path:
-    """Write the capstone's data under ``root``, unless a complete copy is already there.
+    """Write the capstone's data under ``root``, unless a complete copy of this format is already there.
 
     The folder is built beside ``root`` and renamed into place, so an interrupted run never
     leaves a half-written folder that looks complete. An existing complete folder is kept as it
     is, whatever its test seed (that is how the grader's secret test set survives the
-    notebook's own call).
+    notebook's own call); a folder written by an older version of the data code is rebuilt.
 
     Args:
         root: the data folder.
@@ -115,7 +119,8 @@ def make_capstone_data(root: str | os.PathLike = DATA_DIR, *,
     if isinstance(test_seed, bool) or not isinstance(test_seed, int) or test_seed < 0:
         raise ValueError(f"test_seed must be an int >= 0, got {test_seed!r}")
     root = Path(root)
-    if (root / _READY).is_file():
+    ready = root / _READY
+    if ready.is_file() and ready.read_text() == _READY_TEXT:
         return root
     partial = root.with_name(f".{root.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
@@ -131,7 +136,7 @@ def make_capstone_data(root: str | os.PathLike = DATA_DIR, *,
     atomic_write_bytes(partial / "test" / "ids.csv", _csv([["id"], *[[i] for i in ids]]))
     atomic_write_bytes(partial / "sample_submission.csv",
                        _csv([["id", "label"], *[[i, CLASSES[0]] for i in ids]]))
-    (partial / _READY).write_text("complete\n")
+    (partial / _READY).write_text(_READY_TEXT)
     if root.exists():
         shutil.rmtree(root)
     os.replace(partial, root)
